@@ -1,0 +1,228 @@
+"""The training loop every chapter repeats: train_epoch, evaluate, fit -> History.
+
+A batch is ``(x, y)``. Classification passes integer class labels as ``y`` and gets accuracy;
+anything else (regression, an autoencoder's ``(x, x)``) gets the loss only. Losses and
+accuracies are per-example averages, right even when the last batch is short.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .device import get_device
+
+# Losses that compare output and target element by element: their shapes must match exactly,
+# because broadcasting (say output (64, 1) against target (64,)) silently computes the wrong thing.
+_ELEMENTWISE_LOSSES = (nn.MSELoss, nn.L1Loss, nn.SmoothL1Loss, nn.HuberLoss, nn.BCELoss, nn.BCEWithLogitsLoss)
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a ``fit`` run; accuracy is NaN where it does not apply."""
+
+    train_loss: list[float] = field(default_factory=list)
+    train_acc: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.train_loss)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "History":
+        return cls(**{k: list(v) for k, v in d.items()})
+
+
+def _check_loss_inputs(loss_fn, output: torch.Tensor, y: torch.Tensor) -> None:
+    """Raise one clear error for output/target shapes the loss would reject or silently broadcast."""
+    name = type(loss_fn).__name__
+    if output.shape[0] != y.shape[0]:
+        raise ValueError(f"{name}: the model returned {output.shape[0]} outputs for a batch of "
+                         f"{y.shape[0]} targets (output {tuple(output.shape)}, target {tuple(y.shape)}); "
+                         "check the model's forward and the loader's batches")
+    if isinstance(loss_fn, _ELEMENTWISE_LOSSES) and output.shape != y.shape:
+        raise ValueError(f"{name} compares element by element, but output is {tuple(output.shape)} and "
+                         f"target is {tuple(y.shape)}; broadcasting would silently compute the wrong loss. "
+                         "Make them equal, e.g. output.squeeze(-1) or y.view_as(output)")
+    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and not y.is_floating_point():
+        expected = output.shape[:1] + output.shape[2:]
+        if y.shape != expected:
+            raise ValueError(f"{name} with class-index targets wants target shape {tuple(expected)} for output "
+                             f"{tuple(output.shape)} (batch, classes, ...), got {tuple(y.shape)}. Pass class "
+                             "indices like tensor([3, 7, ...]), not one-hot rows or a (batch, 1) column: "
+                             "y.argmax(1) or y.squeeze(1)")
+
+
+def _correct(output: torch.Tensor, y: torch.Tensor) -> int | None:
+    """Number of right predictions, or None when targets are not class indices."""
+    if y.is_floating_point() or y.dtype == torch.bool or output.ndim != y.ndim + 1:
+        return None
+    return int((output.argmax(1) == y).sum())
+
+
+def _check_model_device(model: nn.Module, device: torch.device) -> None:
+    param = next(model.parameters(), None)
+    if param is not None and (param.device.type != device.type or
+                              (device.index is not None and param.device.index != device.index)):
+        raise ValueError(f"the model is on {param.device} but the data goes to {device}; "
+                         f"move it first: model.to({str(device)!r}) (before creating the optimizer)")
+
+
+def _batches(loader, device: torch.device, max_batches: int | None, desc: str, progress: bool):
+    """Yield (batch_index, x, y) on ``device``; refuses empty loaders and batches that are not (x, y)."""
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
+        raise ValueError(f"max_batches must be a positive int or None, got {max_batches!r}")
+    total = len(loader) if hasattr(loader, "__len__") else None
+    if total is not None and max_batches is not None:
+        total = min(total, max_batches)
+    seen = 0
+    # The bar is updated by hand rather than wrapping the loader: tqdm.auto calls iter() on what it
+    # wraps an extra time, which draws from the loader's generator and changes the shuffle order.
+    bar = tqdm(total=total, desc=desc, leave=False, disable=not progress)
+    for i, batch in enumerate(loader):
+        if max_batches is not None and i >= max_batches:
+            break
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise ValueError(f"{desc}: each batch must be a pair (x, y), got {type(batch).__name__}"
+                             f"{' of length ' + str(len(batch)) if isinstance(batch, (tuple, list)) else ''}; "
+                             "an autoencoder passes (x, x)")
+        x, y = batch
+        seen += 1
+        yield i, x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        bar.update(1)
+    bar.close()
+    if seen == 0:
+        raise ValueError(f"{desc}: the loader yielded no batches (empty dataset, or drop_last=True with "
+                         "fewer examples than batch_size); check the dataset and batch_size")
+
+
+def _summary(loss_sum: float, correct: int | None, n: int) -> dict:
+    return {"loss": loss_sum / n, "acc": correct / n if correct is not None else math.nan, "n": n}
+
+
+def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device=None, *,
+                max_batches: int | None = None, grad_clip: float | None = None, progress: bool = False,
+                epoch: int = 1) -> dict:
+    """Train for one pass over ``loader``; return ``{"loss", "acc", "n"}`` averaged per example."""
+    device = get_device() if device is None else torch.device(device)
+    _check_model_device(model, device)
+    if grad_clip is not None and not grad_clip > 0:
+        raise ValueError(f"grad_clip must be a positive max-norm or None, got {grad_clip!r}")
+    model.train()
+    loss_sum, correct, n = 0.0, 0, 0
+    for i, x, y in _batches(loader, device, max_batches, f"train epoch {epoch}", progress):
+        optimizer.zero_grad(set_to_none=True)
+        output = model(x)
+        _check_loss_inputs(loss_fn, output, y)
+        loss = loss_fn(output, y)
+        if loss.ndim != 0:
+            raise ValueError(f"loss_fn returned shape {tuple(loss.shape)}, not a scalar; use reduction='mean'")
+        loss_value = loss.item()  # a CPU-GPU sync point, once per batch
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, batch {i}: training diverged. "
+                                     "Lower the learning rate, clip gradients (grad_clip=1.0) or check the inputs")
+        loss.backward()
+        if grad_clip is not None:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        loss_sum += loss_value * len(y)
+        batch_correct = _correct(output, y)
+        correct = None if batch_correct is None or correct is None else correct + batch_correct
+        n += len(y)
+    return _summary(loss_sum, correct, n)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader, loss_fn, device=None, *, max_batches: int | None = None,
+             progress: bool = False) -> dict:
+    """Return ``{"loss", "acc", "n"}`` over ``loader`` in eval mode; the model's mode is restored after."""
+    device = get_device() if device is None else torch.device(device)
+    _check_model_device(model, device)
+    was_training = model.training
+    model.eval()
+    try:
+        loss_sum, correct, n = 0.0, 0, 0
+        for _, x, y in _batches(loader, device, max_batches, "evaluate", progress):
+            output = model(x)
+            _check_loss_inputs(loss_fn, output, y)
+            loss_sum += loss_fn(output, y).item() * len(y)
+            batch_correct = _correct(output, y)
+            correct = None if batch_correct is None or correct is None else correct + batch_correct
+            n += len(y)
+    finally:
+        model.train(was_training)
+    return _summary(loss_sum, correct, n)
+
+
+def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    model_params = {id(p) for p in model.parameters()}
+    opt_params = [p for group in optimizer.param_groups for p in group["params"]]
+    if not any(id(p) in model_params for p in opt_params):
+        raise ValueError("the optimizer holds none of this model's parameters (was it created for another "
+                         "model, or before the model was rebuilt?); create it as optimizer = "
+                         "torch.optim.SGD(model.parameters(), lr=...)")
+
+
+def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer, *,
+        epochs: int, device=None, scheduler=None, grad_clip: float | None = None,
+        max_batches: int | None = None, checkpoint: str | Path | None = None, progress: bool = True,
+        verbose: bool = True) -> History:
+    """Train for ``epochs`` epochs, evaluating on ``val_loader`` (may be None) after each; return the History.
+
+    ``max_batches`` limits every epoch to that many batches (a quick run). With ``checkpoint``,
+    the full training state is saved after every epoch, and a later call with the same path
+    resumes from it, ending with the same weights as a run that was never interrupted.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    device = get_device() if device is None else torch.device(device)
+    _check_model_device(model, device)
+    _check_optimizer(model, optimizer)
+    history, start = History(), 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        state = load_checkpoint(checkpoint, model, optimizer, scheduler=scheduler, train_loader=train_loader)
+        history, start = History.from_dict(state["history"]), state["epoch"]
+        if verbose:
+            print(f"resumed from {checkpoint} after epoch {start}")
+    for epoch in range(start + 1, epochs + 1):
+        t0 = time.perf_counter()
+        train = train_epoch(model, train_loader, loss_fn, optimizer, device, max_batches=max_batches,
+                            grad_clip=grad_clip, progress=progress, epoch=epoch)
+        val = (evaluate(model, val_loader, loss_fn, device, max_batches=max_batches, progress=progress)
+               if val_loader is not None else {"loss": math.nan, "acc": math.nan})
+        history.lr.append(optimizer.param_groups[0]["lr"])
+        if scheduler is not None:
+            is_plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
+            scheduler.step(val["loss"]) if is_plateau else scheduler.step()
+        for key, value in (("train_loss", train["loss"]), ("train_acc", train["acc"]),
+                           ("val_loss", val["loss"]), ("val_acc", val["acc"]),
+                           ("seconds", time.perf_counter() - t0)):
+            getattr(history, key).append(value)
+        if verbose:
+            print(format_epoch(history, epoch - 1, epochs))
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, model, optimizer, epoch=epoch, scheduler=scheduler,
+                            history=history, train_loader=train_loader)
+    return history
+
+
+def format_epoch(history: History, i: int, epochs: int | None = None) -> str:
+    """One line for epoch ``i`` (0-based) of ``history``; no timings, so the line is reproducible."""
+    parts = [f"epoch {i + 1}" + (f"/{epochs}" if epochs else "")]
+    for key in ("train_loss", "train_acc", "val_loss", "val_acc"):
+        value = getattr(history, key)[i]
+        if not math.isnan(value):
+            parts.append(f"{key} {value:.4f}")
+    return "  ".join(parts)

@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny models and loaders, and fake MNIST IDX files for the offline 'full' path."""
+from __future__ import annotations
+
+import os
+import struct
+from pathlib import Path
+
+import matplotlib
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+matplotlib.use("Agg")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` (uint8) in the IDX format MNIST uses: magic, dims (big-endian), raw bytes."""
+    array = np.ascontiguousarray(array, dtype=np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(struct.pack(">HBB", 0, 0x08, array.ndim))  # 0x08: unsigned byte
+        f.write(struct.pack(">" + "I" * array.ndim, *array.shape))
+        f.write(array.tobytes())
+
+
+def make_fake_mnist(root: Path, n_train: int = 60, n_test: int = 20, seed: int = 0) -> dict:
+    """Write the four MNIST IDX files torchvision expects under ``root/MNIST/raw``; return the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": (np.arange(n_train) % 10).astype(np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": (np.arange(n_test) % 10).astype(np.uint8),
+    }
+    raw = root / "MNIST" / "raw"
+    write_idx(raw / "train-images-idx3-ubyte", arrays["x_train"])
+    write_idx(raw / "train-labels-idx1-ubyte", arrays["y_train"])
+    write_idx(raw / "t10k-images-idx3-ubyte", arrays["x_test"])
+    write_idx(raw / "t10k-labels-idx1-ubyte", arrays["y_test"])
+    return arrays
+
+
+@pytest.fixture
+def fake_mnist_root(tmp_path):
+    arrays = make_fake_mnist(tmp_path)
+    return tmp_path, arrays
+
+
+@pytest.fixture
+def blobs():
+    """A small 3-class problem a tiny MLP learns in a few epochs: (train_loader, val_loader)."""
+    g = torch.Generator().manual_seed(0)
+    centers = torch.tensor([[2.0, 0.0], [-2.0, 0.0], [0.0, 2.5]])
+    y = torch.arange(3).repeat(100)
+    x = centers[y] + 0.7 * torch.randn(300, 2, generator=g)
+    train = DataLoader(TensorDataset(x[:240], y[:240]), batch_size=32, shuffle=True,
+                       generator=torch.Generator().manual_seed(1))
+    val = DataLoader(TensorDataset(x[240:], y[240:]), batch_size=25)
+    return train, val
+
+
+def tiny_mlp(seed: int = 0, dropout: float = 0.0) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))

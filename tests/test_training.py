@@ -1,0 +1,123 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import helpers
+from conftest import tiny_mlp
+
+
+def test_fit_learns_and_records_history(blobs):
+    train, val = blobs
+    model = tiny_mlp()
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    history = helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=5, device="cpu",
+                          progress=False, verbose=False)
+    assert len(history) == 5 and len(history.val_acc) == 5 and len(history.seconds) == 5
+    assert history.train_loss[-1] < history.train_loss[0]
+    assert history.val_acc[-1] > 0.9
+    assert all(0.0 <= a <= 1.0 for a in history.train_acc + history.val_acc)
+
+
+def test_evaluate_is_a_per_example_average_and_restores_mode():
+    x = torch.randn(7, 2)
+    y = torch.tensor([0, 1, 2, 0, 1, 2, 0])
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)  # batches of 3, 3, 1
+    model = tiny_mlp(dropout=0.5)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    result = helpers.evaluate(model, loader, loss_fn, "cpu")
+    assert model.training, "evaluate must give the model back in the mode it found it in"
+    model.eval()
+    with torch.no_grad():
+        logits = model(x)
+    assert result["n"] == 7
+    assert result["loss"] == pytest.approx(loss_fn(logits, y).item(), rel=1e-6)
+    assert result["acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+    helpers.evaluate(model, loader, loss_fn, "cpu")
+    assert not model.training
+
+
+def test_train_epoch_matches_a_hand_written_loop(blobs):
+    train, _ = blobs
+    loss_fn = nn.CrossEntropyLoss()
+    a, b = tiny_mlp(), tiny_mlp()
+    opt_a = torch.optim.SGD(a.parameters(), lr=0.1)
+    opt_b = torch.optim.SGD(b.parameters(), lr=0.1)
+    torch.manual_seed(5)
+    state = train.generator.get_state()
+    helpers.train_epoch(a, train, loss_fn, opt_a, "cpu")
+    torch.manual_seed(5)
+    train.generator.set_state(state)
+    for x, y in train:  # the oracle: the loop every PyTorch user writes
+        opt_b.zero_grad()
+        loss_fn(b(x), y).backward()
+        opt_b.step()
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_max_batches_limits_an_epoch(blobs):
+    train, val = blobs
+    seen = []
+    model = tiny_mlp()
+    model.register_forward_hook(lambda m, inp, out: seen.append(len(inp[0])))
+    helpers.train_epoch(model, train, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                        "cpu", max_batches=2)
+    assert len(seen) == 2
+    assert helpers.evaluate(model, val, nn.CrossEntropyLoss(), "cpu", max_batches=1)["n"] == 25
+
+
+def test_reconstruction_targets_need_no_special_case():
+    x = torch.randn(64, 8)
+    loader = DataLoader(TensorDataset(x, x), batch_size=16)  # an autoencoder's batches: (x, x)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 8))
+    history = helpers.fit(model, loader, loader, nn.MSELoss(), torch.optim.Adam(model.parameters(), lr=1e-2),
+                          epochs=3, device="cpu", progress=False, verbose=False)
+    assert history.val_loss[-1] < history.val_loss[0]
+    assert all(math.isnan(a) for a in history.train_acc)
+
+
+def test_grad_clip_bounds_the_update(blobs):
+    train, _ = blobs
+    model = tiny_mlp()
+    before = torch.cat([p.detach().flatten().clone() for p in model.parameters()])
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    helpers.train_epoch(model, train, nn.CrossEntropyLoss(), opt, "cpu", max_batches=1, grad_clip=0.01)
+    after = torch.cat([p.detach().flatten() for p in model.parameters()])
+    assert (after - before).norm().item() <= 0.01 + 1e-6
+
+
+def test_scheduler_steps_each_epoch_and_lr_is_recorded(blobs):
+    train, val = blobs
+    model = tiny_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    history = helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=3, device="cpu",
+                          scheduler=sched, progress=False, verbose=False)
+    assert history.lr == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_fit_prints_one_reproducible_line_per_epoch(blobs, capsys):
+    train, val = blobs
+    model = tiny_mlp()
+    helpers.fit(model, train, val, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                epochs=2, device="cpu", progress=False)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch 1/2  train_loss ")
+    assert "val_acc" in lines[1] and "s" not in lines[1].split("val_acc")[1]
+
+
+def test_progress_bar_does_not_change_the_result(blobs):
+    train, val = blobs
+    results = []
+    for progress in (False, True):
+        train.generator.manual_seed(1)
+        model = tiny_mlp()
+        helpers.fit(model, train, val, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                    epochs=2, device="cpu", progress=progress, verbose=False)
+        results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.equal(*results)
