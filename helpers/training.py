@@ -11,9 +11,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import warnings
+
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():
+    # Without ipywidgets, tqdm.auto warns (with a machine-specific path) and falls back to text bars.
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .device import get_device
