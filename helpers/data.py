@@ -128,3 +128,35 @@ def mnist_loaders(dataset: str = "embedded", *, batch_size: int = 64, seed: int 
                               generator=torch.Generator().manual_seed(seed))
     test_loader = DataLoader(test_ds, batch_size=max(batch_size, 256), shuffle=False, num_workers=num_workers)
     return train_loader, test_loader
+
+
+class TensorLoader:
+    """Batches ``(x[idx], y[idx])`` indexed straight from tensors, e.g. a whole dataset already on the GPU.
+
+    For a dataset that fits in device memory (MNIST is 47 MB as float32), this replaces a
+    DataLoader: no worker processes, no per-example collation, no host-to-device copy per batch.
+    Shuffles each epoch from ``generator`` (a CPU generator, so a seed gives the same order on any device).
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, *, batch_size: int, shuffle: bool = False,
+                 generator: torch.Generator | None = None, drop_last: bool = False):
+        if len(x) != len(y):
+            raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+        if x.device != y.device:
+            raise ValueError(f"x is on {x.device} but y on {y.device}; move both with .to(device)")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        self.x, self.y, self.batch_size, self.shuffle, self.drop_last = x, y, batch_size, shuffle, drop_last
+        self.generator = generator if generator is not None or not shuffle else torch.Generator().manual_seed(0)
+
+    def __len__(self) -> int:
+        n = len(self.x)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.x)
+        order = (torch.randperm(n, generator=self.generator).to(self.x.device) if self.shuffle
+                 else torch.arange(n, device=self.x.device))
+        for i in range(len(self)):
+            idx = order[i * self.batch_size:(i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]

@@ -120,8 +120,12 @@ def _summary(loss_sum: float, correct: int | None, n: int) -> dict:
 
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device=None, *,
                 max_batches: int | None = None, grad_clip: float | None = None, progress: bool = False,
-                epoch: int = 1) -> dict:
-    """Train for one pass over ``loader``; return ``{"loss", "acc", "n"}`` averaged per example."""
+                epoch: int = 1, amp_dtype: torch.dtype | None = None, scaler=None) -> dict:
+    """Train for one pass over ``loader``; return ``{"loss", "acc", "n"}`` averaged per example.
+
+    ``amp_dtype`` (torch.bfloat16 or torch.float16) runs forward and loss under ``torch.autocast``;
+    float16 also needs a ``torch.amp.GradScaler`` as ``scaler`` (``fit`` makes one).
+    """
     device = get_device() if device is None else torch.device(device)
     _check_model_device(model, device)
     if grad_clip is not None and not grad_clip > 0:
@@ -130,19 +134,28 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
     loss_sum, correct, n = 0.0, 0, 0
     for i, x, y in _batches(loader, device, max_batches, f"train epoch {epoch}", progress):
         optimizer.zero_grad(set_to_none=True)
-        output = model(x)
-        _check_loss_inputs(loss_fn, output, y)
-        loss = loss_fn(output, y)
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            output = model(x)
+            _check_loss_inputs(loss_fn, output, y)
+            loss = loss_fn(output, y)
         if loss.ndim != 0:
             raise ValueError(f"loss_fn returned shape {tuple(loss.shape)}, not a scalar; use reduction='mean'")
         loss_value = loss.item()  # a CPU-GPU sync point, once per batch
         if not math.isfinite(loss_value):
             raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, batch {i}: training diverged. "
                                      "Lower the learning rate, clip gradients (grad_clip=1.0) or check the inputs")
-        loss.backward()
-        if grad_clip is not None:
-            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if scaler is None:
+            loss.backward()
+            if grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
+        else:  # float16: scale the loss so small gradients do not underflow, unscale before clipping
+            scaler.scale(loss).backward()
+            if grad_clip is not None:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
         loss_sum += loss_value * len(y)
         batch_correct = _correct(output, y)
         correct = None if batch_correct is None or correct is None else correct + batch_correct
@@ -152,7 +165,7 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader, loss_fn, device=None, *, max_batches: int | None = None,
-             progress: bool = False) -> dict:
+             progress: bool = False, amp_dtype: torch.dtype | None = None) -> dict:
     """Return ``{"loss", "acc", "n"}`` over ``loader`` in eval mode; the model's mode is restored after."""
     device = get_device() if device is None else torch.device(device)
     _check_model_device(model, device)
@@ -161,9 +174,10 @@ def evaluate(model: nn.Module, loader, loss_fn, device=None, *, max_batches: int
     try:
         loss_sum, correct, n = 0.0, 0, 0
         for _, x, y in _batches(loader, device, max_batches, "evaluate", progress):
-            output = model(x)
-            _check_loss_inputs(loss_fn, output, y)
-            loss_sum += loss_fn(output, y).item() * len(y)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                output = model(x)
+                _check_loss_inputs(loss_fn, output, y)
+                loss_sum += loss_fn(output, y).item() * len(y)
             batch_correct = _correct(output, y)
             correct = None if batch_correct is None or correct is None else correct + batch_correct
             n += len(y)
@@ -184,16 +198,20 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
 def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer, *,
         epochs: int, device=None, scheduler=None, grad_clip: float | None = None,
         max_batches: int | None = None, checkpoint: str | Path | None = None, progress: bool = True,
-        verbose: bool = True) -> History:
+        verbose: bool = True, amp_dtype: torch.dtype | None = None) -> History:
     """Train for ``epochs`` epochs, evaluating on ``val_loader`` (may be None) after each; return the History.
 
     ``max_batches`` limits every epoch to that many batches (a quick run). With ``checkpoint``,
     the full training state is saved after every epoch, and a later call with the same path
     resumes from it, ending with the same weights as a run that was never interrupted.
+    ``amp_dtype=torch.bfloat16`` (or ``torch.float16``, with a gradient scaler) turns on mixed precision.
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if amp_dtype not in (None, torch.bfloat16, torch.float16):
+        raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
     device = get_device() if device is None else torch.device(device)
+    scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     _check_model_device(model, device)
     _check_optimizer(model, optimizer)
     history, start = History(), 0
@@ -205,8 +223,10 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
         train = train_epoch(model, train_loader, loss_fn, optimizer, device, max_batches=max_batches,
-                            grad_clip=grad_clip, progress=progress, epoch=epoch)
-        val = (evaluate(model, val_loader, loss_fn, device, max_batches=max_batches, progress=progress)
+                            grad_clip=grad_clip, progress=progress, epoch=epoch, amp_dtype=amp_dtype,
+                            scaler=scaler)
+        val = (evaluate(model, val_loader, loss_fn, device, max_batches=max_batches, progress=progress,
+                        amp_dtype=amp_dtype)
                if val_loader is not None else {"loss": math.nan, "acc": math.nan})
         history.lr.append(optimizer.param_groups[0]["lr"])
         if scheduler is not None:

@@ -78,6 +78,7 @@ CASES = {
     "labels and images differ in length": (lambda: helpers.show_images(torch.zeros(4, 28, 28), labels=[1, 2]),
                                            ValueError, "labels has 2 entries for 4 images"),
     "plot of an empty history": (lambda: helpers.plot_history(helpers.History()), ValueError, "empty"),
+    "unsupported amp dtype": (lambda: fit(amp_dtype=torch.float64), ValueError, "amp_dtype must be None"),
 }
 CASES.pop("batch size mismatch")  # covered below with a clearer model
 

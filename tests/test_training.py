@@ -121,3 +121,34 @@ def test_progress_bar_does_not_change_the_result(blobs):
                     epochs=2, device="cpu", progress=progress, verbose=False)
         results.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.equal(*results)
+
+
+def test_bfloat16_autocast_trains_close_to_float32(blobs):
+    train, val = blobs
+    results = {}
+    for amp_dtype in (None, torch.bfloat16):
+        train.generator.manual_seed(1)
+        model = tiny_mlp()
+        h = helpers.fit(model, train, val, nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.05),
+                        epochs=3, device="cpu", progress=False, verbose=False, amp_dtype=amp_dtype)
+        results[amp_dtype] = h
+    assert results[torch.bfloat16].val_acc[-1] > 0.9
+    assert results[torch.bfloat16].train_loss != results[None].train_loss  # autocast really was on
+    assert results[torch.bfloat16].train_loss[-1] == pytest.approx(results[None].train_loss[-1], abs=0.05)
+
+
+def test_tensor_loader_batches_shuffles_and_trains(blobs):
+    train, val = blobs
+    x, y = train.dataset.tensors
+    loader = helpers.TensorLoader(x, y, batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(0))
+    assert len(loader) == 8  # 240 / 32, last batch short
+    epoch1 = torch.cat([yb for _, yb in loader])
+    epoch2 = torch.cat([yb for _, yb in loader])
+    assert sorted(epoch1.tolist()) == sorted(y.tolist()) and not torch.equal(epoch1, epoch2)
+    model = tiny_mlp()
+    h = helpers.fit(model, loader, helpers.TensorLoader(*val.dataset.tensors, batch_size=60), nn.CrossEntropyLoss(),
+                    torch.optim.Adam(model.parameters(), lr=0.05), epochs=3, device="cpu", progress=False,
+                    verbose=False)
+    assert h.val_acc[-1] > 0.9
+    with pytest.raises(ValueError, match="x has 240 examples but y has 10"):
+        helpers.TensorLoader(x, y[:10], batch_size=4)
