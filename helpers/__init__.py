@@ -7,12 +7,13 @@ from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (DATASETS, MNIST_MEAN, MNIST_STD, DatasetUnavailableError, TensorLoader, data_dir, load_mnist_arrays,
                    mnist_datasets, mnist_loaders, to_tensor)
 from .device import get_device, set_seed
+from .doctor import doctor
 from .plotting import plot_history, show_images
 from .training import History, evaluate, fit, format_epoch, train_epoch
 
 __version__ = "0.1.0"
 __all__ = [
-    "DATASETS", "MNIST_MEAN", "MNIST_STD", "DatasetUnavailableError", "History", "TensorLoader", "data_dir", "evaluate", "fit",
+    "DATASETS", "MNIST_MEAN", "MNIST_STD", "DatasetUnavailableError", "History", "TensorLoader", "data_dir", "doctor", "evaluate", "fit",
     "format_epoch", "get_device", "load_checkpoint", "load_mnist_arrays", "mnist_datasets", "mnist_loaders",
     "plot_history", "save_checkpoint", "set_seed", "show_images", "to_tensor", "train_epoch",
 ]
