@@ -1,8 +1,13 @@
 """Shared fixtures: tiny models and loaders, and fake MNIST IDX files for the offline 'full' path."""
 from __future__ import annotations
 
+import functools
+import http.server
 import os
 import struct
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import matplotlib
@@ -65,3 +70,34 @@ def blobs():
 def tiny_mlp(seed: int = 0, dropout: float = 0.0) -> nn.Module:
     torch.manual_seed(seed)
     return nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Dropout(dropout), nn.Linear(16, 3))
+
+
+def build_book(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Path]:
+    """Build the site from the stored notebook outputs with warnings as errors; return (process, html dir)."""
+    proc = subprocess.run([str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT), "--path-output",
+                           str(out), "-W", "-n", "--keep-going", *extra], capture_output=True, text=True)
+    return proc, out / "_build" / "html"
+
+
+@pytest.fixture(scope="session")
+def site(tmp_path_factory) -> Path:
+    """The built site (session-wide: the book test and the browser tests share one build)."""
+    proc, html = build_book(tmp_path_factory.mktemp("site"))
+    assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return html
+
+
+@pytest.fixture(scope="session")
+def served(site):
+    """Serve the built site on 127.0.0.1 (a free port) for the browser tests; yields the base URL."""
+    handler = functools.partial(QuietHandler, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass

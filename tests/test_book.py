@@ -1,0 +1,45 @@
+"""The site builds from the stored outputs with every Sphinx warning treated as an error."""
+import re
+
+import yaml
+
+from conftest import ROOT
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    pages = [toc["root"]]
+    for part in toc["parts"]:
+        pages += [chapter["file"] for chapter in part["chapters"]]
+    return pages
+
+
+def test_every_toc_page_is_built_with_offline_math(site):
+    for page in toc_pages():
+        html = (site / f"{page}.html").read_text(encoding="utf-8")
+        # MathJax comes from the build itself, never from a CDN (the site must work offline)
+        if 'class="math notranslate' in html:
+            assert "_static/mathjax/tex-chtml.js" in html, page
+        assert "cdn.jsdelivr" not in html, page
+        assert not re.findall(r'<script[^>]+src="https?://', html), f"{page} loads a script from the internet"
+
+
+def test_math_pages_exist():
+    assert any("$$" in (ROOT / f"{p}.ipynb").read_text() for p in toc_pages() if p.startswith("notebooks/"))
+
+
+def test_chapter_pages_carry_their_stored_outputs(site):
+    html = (site / "notebooks" / "01_tensors.html").read_text(encoding="utf-8")
+    assert "nearest-template accuracy on 1000 test digits: 0.804" in html
+    assert html.count('class="cell_output') > 20 and '<img alt="_images/' not in html
+    assert re.search(r'<img[^>]+src="\.\./_images/[0-9a-f]+\.png"', html)
+
+
+def test_remove_cell_assertions_are_hidden_from_the_site(site):
+    html = (site / "notebooks" / "02_autograd.html").read_text(encoding="utf-8")
+    assert "assert max_error" not in html and "Checks the claims" not in html
+
+
+def test_solutions_are_dropdowns(site):
+    html = (site / "notebooks" / "01_tensors.html").read_text(encoding="utf-8")
+    assert html.count('class="solution dropdown') >= 3

@@ -1,0 +1,139 @@
+"""The built site in a real browser: Debian's headless Chromium driven by Playwright, offline.
+
+Needs /usr/bin/chromium (apt-get install chromium chromium-driver; scripts/test.sh installs it).
+Screenshots of every chapter go to artifacts/screenshots/ (git-ignored) for a person to look at.
+"""
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+# Known harmless console noise: the theme's first-visit message, and the browser's echo of a failed
+# resource (every failed response is checked separately, with its URL, by Visit._response).
+ALLOWED_CONSOLE = (re.compile(r"invalid theme mode", re.I), re.compile(r"^Failed to load resource"))
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+
+
+def toc_pages() -> list[str]:
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
+
+
+CHAPTERS = [p for p in toc_pages() if re.match(r"notebooks/\d\d_", p)]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    assert Path(CHROMIUM).exists(), ("Debian's Chromium is missing: apt-get install chromium chromium-driver "
+                                     "(scripts/test.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(str(tmp_path_factory.mktemp("profile")), headless=True,
+                                                       executable_path=CHROMIUM, args=FLAGS,
+                                                       viewport={"width": 1280, "height": 900})
+        yield context
+        context.close()
+
+
+class Visit:
+    """Open one page and record what went wrong on the way: page errors, console errors, failed requests."""
+
+    def __init__(self, context, url: str):
+        self.page = context.new_page()
+        self.problems: list[str] = []
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("console", self._console)
+        self.page.on("requestfailed", lambda r: self.problems.append(f"request failed: {r.url} {r.failure}"))
+        self.page.on("response", self._response)
+        self.response = self.page.goto(url, wait_until="load")
+
+    def _console(self, msg):
+        if msg.type == "error" and not any(p.search(msg.text) for p in ALLOWED_CONSOLE):
+            self.problems.append(f"console error: {msg.text}")
+
+    def _response(self, r):
+        if r.status >= 400 and not r.url.endswith("/favicon.ico"):
+            self.problems.append(f"HTTP {r.status}: {r.url}")
+
+    def wait_for_math(self):
+        self.page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise")
+        self.page.evaluate("() => MathJax.startup.promise")
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_loads_cleanly_with_images_and_rendered_math(browser, served, page):
+    visit = Visit(browser, f"{served}/{page}.html")
+    assert visit.response.status == 200
+    pg = visit.page
+    if pg.locator("span.math, div.math").count():
+        visit.wait_for_math()
+        assert pg.locator("mjx-container").count() >= pg.locator("span.math, div.math").count()
+    body = pg.locator("article").inner_text()
+    assert "\\(" not in body and "\\[" not in body, "raw TeX left on the page: MathJax did not render it"
+    # Lazy images: scroll through the page so every image loads, then check each really decoded.
+    pg.evaluate("async () => { for (let y = 0; y < document.body.scrollHeight; y += 600) {"
+                " window.scrollTo(0, y); await new Promise(r => setTimeout(r, 20)); }"
+                " await Promise.all([...document.images].map(i => i.complete ? 0 :"
+                " new Promise(r => { i.onload = i.onerror = r; }))); }")
+    widths = pg.eval_on_selector_all("article img", "imgs => imgs.map(i => [i.src, i.complete && i.naturalWidth])")
+    assert all(w for _, w in widths), f"images that did not load: {[s for s, w in widths if not w]}"
+    outputs = pg.locator(".cell_output").all_inner_texts()
+    assert not [o for o in outputs if "Traceback (most recent call last)" in o], "a stored output is a traceback"
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+@pytest.mark.parametrize("page", CHAPTERS)
+def test_chapter_shows_outputs_figures_colab_button_and_hidden_solutions(browser, served, page):
+    visit = Visit(browser, f"{served}/{page}.html")
+    pg = visit.page
+    assert pg.locator(".cell_output").count() >= 5, "the chapter's stored outputs are not on the page"
+    assert pg.locator(".cell_output img").count() >= 1, "the chapter's figures are not on the page"
+    colab = pg.locator("a[href*='colab.research.google.com']").first.get_attribute("href")
+    assert colab.endswith(f"/blob/main/{page}.ipynb"), colab
+    # Solutions are collapsed dropdowns: the title shows, the body does not until clicked.
+    solutions = pg.locator("div.solution.dropdown")
+    assert solutions.count() >= 2
+    first_body = solutions.first.locator("p").nth(1)
+    assert not first_body.is_visible(), "solutions must start collapsed"
+    solutions.first.locator(".admonition-title").click()
+    first_body.wait_for(state="visible")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{Path(page).name}.png"), full_page=True)
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+def test_prev_next_navigation_follows_the_table_of_contents(browser, served):
+    pages = toc_pages()
+    visit = Visit(browser, f"{served}/{pages[0]}.html")
+    pg = visit.page
+    for expected in pages[1:]:
+        pg.locator("a.right-next").click()
+        pg.wait_for_load_state("load")
+        assert pg.url.endswith(f"/{expected}.html"), (pg.url, expected)
+    pg.locator("a.left-prev").click()
+    pg.wait_for_load_state("load")
+    assert pg.url.endswith(f"/{pages[-2]}.html")
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+def test_search_finds_a_chapter(browser, served):
+    visit = Visit(browser, f"{served}/search.html?q=broadcasting")
+    pg = visit.page
+    pg.wait_for_selector("#search-results ul.search li", timeout=15000)
+    hits = pg.locator("#search-results ul.search li a").all_inner_texts()
+    assert any("Tensors" in h for h in hits), hits
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
