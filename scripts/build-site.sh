@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The main job: set everything up, then build the site from the notebooks' stored outputs.
+# Usage: bash scripts/build-site.sh            (the site lands in _build/html/index.html)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== building the site (warnings are errors)"
+.venv/bin/jupyter-book build . -W -n --keep-going
+echo "== done: open _build/html/index.html"
