@@ -29,7 +29,7 @@ def test_setup_cell_installs_helpers_and_keeps_torch(tmp_path):
     site = Path(subprocess.check_output([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                         text=True).strip())
     (site / "preinstalled.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    env = {**os.environ, "COURSE_REPO_URL": f"file://{ROOT}", "PIP_QUIET": "1"}
+    env = {**os.environ, "COURSE_REPO_URL": f"file://{ROOT}"}
     env.pop("PYTHONPATH", None)
     run = lambda code: subprocess.run([python, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
 
