@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The student edition: the same site with every exercise solution removed (sphinx-exercise's
+# hide_solutions), no page sources to download and no launch buttons (both would lead to the
+# notebooks, whose markdown holds the solutions). Output: _build/student/_build/html/index.html
+# Usage: bash scripts/build-student-site.sh [output folder]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT="${1:-_build/student}"
+JB="${JUPYTER_BOOK:-.venv/bin/jupyter-book}"
+PY="${PYTHON_BIN:-.venv/bin/python}"
+mkdir -p "$OUT"
+"$PY" - "$OUT/student_config.yml" <<'PY'
+import os, sys, yaml
+config = yaml.safe_load(open("_config.yml"))
+# local extension folders are resolved from the config file's folder: make them absolute
+config["sphinx"]["local_extensions"] = {k: os.path.abspath(v) for k, v in config["sphinx"]["local_extensions"].items()}
+config["title"] += " (student edition)"
+config["launch_buttons"] = {}
+config["html"]["use_repository_button"] = False
+config["html"]["use_issues_button"] = False
+sphinx_config = config["sphinx"]["config"]
+sphinx_config["hide_solutions"] = True
+sphinx_config["html_copy_source"] = False
+sphinx_config["html_theme_options"] = {"use_download_button": False}
+yaml.safe_dump(config, open(sys.argv[1], "w"), sort_keys=False)
+PY
+"$JB" build . --config "$OUT/student_config.yml" --path-output "$OUT" -W -n --keep-going
+echo "== student edition: $OUT/_build/html/index.html"
