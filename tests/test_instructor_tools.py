@@ -111,3 +111,23 @@ def test_student_edition_offers_no_way_back_to_the_solutions(student_site):
     page = (student_site / "notebooks" / "01_tensors.html").read_text()
     assert "colab.research.google.com" not in page and "mybinder.org" not in page
     assert not (student_site / "_sources").exists()
+
+
+def documented_commands() -> list[str]:
+    page = (ROOT / "book" / "instructors.md").read_text()
+    blocks = re.findall(r"```bash\n(.*?)```", page, flags=re.S)
+    return [line.split("  #")[0].strip() for block in blocks for line in block.splitlines()
+            if line.startswith(".venv/bin/") and ("run_chapters.py" in line or "papermill" in line)]
+
+
+def test_the_commands_on_the_instructors_page_work(tmp_path):
+    commands = documented_commands()
+    assert len(commands) >= 3
+    for command in commands:
+        command = command.replace(".venv/bin/", f"{BIN}/").replace("runs/", f"{tmp_path}/")
+        if "dataset=full" in command:
+            command += " --dry-run"  # the full run downloads MNIST; check it parses and plans every chapter
+        proc = subprocess.run(command, shell=True, cwd=ROOT, capture_output=True, text=True,
+                              env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
+        assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+    assert (tmp_path / "quick" / "02_autograd.ipynb").exists() and (tmp_path / "02_autograd_lr.ipynb").exists()
