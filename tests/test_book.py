@@ -43,3 +43,11 @@ def test_remove_cell_assertions_are_hidden_from_the_site(site):
 def test_solutions_are_dropdowns(site):
     html = (site / "notebooks" / "01_tensors.html").read_text(encoding="utf-8")
     assert html.count('class="solution dropdown') >= 3
+
+
+def test_chapters_offer_their_notebook_for_download(site):
+    for page in [p for p in toc_pages() if p.startswith("notebooks/")]:
+        html = (site / f"{page}.html").read_text(encoding="utf-8")
+        href = re.search(r'href="([^"]*_sources/%s\.ipynb)"' % re.escape(page), html)
+        assert href, f"{page}: no download link for the .ipynb"
+        assert (site / "_sources" / f"{page}.ipynb").exists()
