@@ -1,0 +1,174 @@
+"""Train chapter 4's LeNet on MNIST with DistributedDataParallel: one script for 1 process, N GPUs or N nodes.
+
+    python scripts/train_ddp.py                                        # one process, no torchrun needed
+    torchrun --standalone --nproc_per_node=2 scripts/train_ddp.py --device cpu      # 2 CPU processes, gloo
+    torchrun --standalone --nproc_per_node=8 scripts/train_ddp.py                   # 8 GPUs, NCCL
+    # 2 machines x 8 GPUs: the same command on each, --node_rank=0 on the first and 1 on the second
+    torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --rdzv_endpoint=node0:29500 scripts/train_ddp.py
+
+torchrun starts one process per GPU and gives each RANK, LOCAL_RANK and WORLD_SIZE in its
+environment. Each process takes its own slice of every global batch (DistributedSampler),
+and DDP averages the gradients across processes during backward, so every process applies the same
+update. ``--batch-size`` is per process: the global batch is ``batch_size * world_size``, and N
+processes x batch B train exactly like one process x batch N*B (up to float rounding) when the
+training set divides into global batches (drop_last drops the remainder). The model has no
+BatchNorm or dropout on purpose: BatchNorm statistics would be per process (nn.SyncBatchNorm
+shares them, on GPUs) and dropout masks differ, which would break that equality.
+
+Rank 0 alone prints, checkpoints (``--checkpoint``, resumable) and writes ``--out``: a file with the
+final weights (``model.module.state_dict()``) and the per-epoch metrics, loadable with
+``torch.load(path, weights_only=True)``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+
+import helpers
+
+
+def lenet() -> nn.Module:
+    """Chapter 4's LeNet: (N, 1, 28, 28) -> (N, 10) logits."""
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, 6, 14, 14)
+        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),            # (N, 16, 5, 5)
+        nn.Flatten(),                                               # (N, 400)
+        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="embedded", choices=helpers.DATASETS)
+    parser.add_argument("--train-examples", type=int, default=None, help="use the first N training images")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=64, help="per process; global = this x world size")
+    parser.add_argument("--lr", type=float, default=0.05)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda (each process takes cuda:LOCAL_RANK) or None: best")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads per process (torchrun sets 1)")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="save every epoch (rank 0); resume if present")
+    parser.add_argument("--out", type=Path, default=None, help="rank 0 writes final weights and metrics here")
+    return parser.parse_args(argv)
+
+
+def setup(preferred: str | None) -> tuple[int, int, torch.device]:
+    """Join the process group when started by torchrun; return (rank, world_size, device)."""
+    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    device = helpers.get_device(preferred)
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)  # one GPU per process, numbered within the node
+        torch.cuda.set_device(device)
+    if world_size > 1:
+        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors (and anywhere).
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world_size, device
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """Sum ``values`` over all processes (a no-op in a single process)."""
+    t = torch.tensor(values, dtype=torch.float64, device=device)
+    if dist.is_initialized():
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def train_epoch(model, loader, loss_fn, optimizer, device) -> dict:
+    """One pass over this process's shard; return loss and accuracy over the global epoch."""
+    model.train()
+    stats = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, examples
+    for x, y in loader:
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(x)
+        loss = loss_fn(logits, y)     # mean over the local batch
+        loss.backward()               # DDP all-reduces (averages) the gradients here
+        optimizer.step()              # identical update on every process
+        stats[0] += loss.detach() * len(y)  # no .item(): the sums stay on the device, no sync per batch
+        stats[1] += (logits.argmax(1) == y).sum()
+        stats[2] += len(y)
+    loss_sum, correct, n = all_sum(stats.tolist(), device)
+    return {"loss": loss_sum / n, "acc": correct / n}
+
+
+@torch.no_grad()
+def evaluate(model, x, y, loss_fn, device, rank: int, world_size: int) -> dict:
+    """Each process scores every world_size-th test image; the sums are combined across processes."""
+    model.eval()
+    xs, ys = x[rank::world_size].to(device), y[rank::world_size].to(device)
+    logits = model(xs)
+    loss_sum, correct, n = all_sum([loss_fn(logits, ys).item() * len(ys), (logits.argmax(1) == ys).sum().item(),
+                                    len(ys)], device)
+    return {"loss": loss_sum / n, "acc": correct / n}
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rank, world_size, device = setup(args.device)
+    helpers.set_seed(args.seed)
+    train_ds, test_ds = helpers.mnist_datasets(args.dataset)
+    x_train, y_train = train_ds.tensors
+    if args.train_examples is not None:
+        x_train, y_train = x_train[:args.train_examples], y_train[:args.train_examples]
+    # Every process shuffles with the same seed (+ epoch) and keeps its own slice: rank r gets positions
+    # r, r + world_size, ... of the permutation, so together the processes see each global batch once.
+    sampler = DistributedSampler(TensorDataset(x_train, y_train), num_replicas=world_size, rank=rank,
+                                 shuffle=True, seed=args.seed, drop_last=True)
+    loader = DataLoader(TensorDataset(x_train, y_train), batch_size=args.batch_size, sampler=sampler,
+                        drop_last=True, pin_memory=device.type == "cuda")
+    if len(loader) == 0:
+        raise ValueError(f"{len(x_train)} training images give no full batch of {args.batch_size} for each of "
+                         f"{world_size} processes; use more images (--train-examples) or a smaller --batch-size")
+
+    torch.manual_seed(args.seed)
+    net = lenet().to(device)
+    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
+    history, start = helpers.History(), 0
+    if args.checkpoint is not None and args.checkpoint.exists():  # every process resumes from rank 0's file
+        state = helpers.load_checkpoint(args.checkpoint, net, optimizer, restore_rng=False)
+        history, start = helpers.History.from_dict(state["history"]), state["epoch"]
+        if rank == 0:
+            print(f"resumed from {args.checkpoint} after epoch {start}", flush=True)
+    # DDP broadcasts rank 0's weights at construction, then all-reduces gradients in buckets during backward.
+    model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else net
+    loss_fn = nn.CrossEntropyLoss()
+    if rank == 0:
+        print(f"world size {world_size}, backend {dist.get_backend() if dist.is_initialized() else 'none'}, "
+              f"device {device.type}, batch {args.batch_size} per process = {args.batch_size * world_size} global, "
+              f"{len(loader)} steps per epoch", flush=True)
+    for epoch in range(start + 1, args.epochs + 1):
+        sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
+        t0 = time.perf_counter()
+        train = train_epoch(model, loader, loss_fn, optimizer, device)
+        val = evaluate(net, test_ds.tensors[0], test_ds.tensors[1], loss_fn, device, rank, world_size)
+        for key, value in (("train_loss", train["loss"]), ("train_acc", train["acc"]), ("val_loss", val["loss"]),
+                           ("val_acc", val["acc"]), ("lr", args.lr), ("seconds", time.perf_counter() - t0)):
+            getattr(history, key).append(value)
+        if rank == 0:  # one log line and one checkpoint, not world_size of them
+            print(helpers.format_epoch(history, epoch - 1, args.epochs), flush=True)
+            if args.checkpoint is not None:
+                helpers.save_checkpoint(args.checkpoint, net, optimizer, epoch=epoch, history=history)
+        if dist.is_initialized():
+            dist.barrier()  # nobody runs ahead (or reads the checkpoint) before rank 0 has written it
+    if rank == 0 and args.out is not None:
+        unwrapped = model.module if isinstance(model, DDP) else model  # the same object as net
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model": {k: v.cpu() for k, v in unwrapped.state_dict().items()}, "history": history.to_dict(),
+                    "world_size": world_size, "global_batch": args.batch_size * world_size}, args.out)
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
