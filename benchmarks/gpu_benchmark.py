@@ -104,6 +104,7 @@ def matmul_table(device: torch.device, sizes: list[int], precisions: list[str], 
             seconds = benchmark.Timer("a @ b", globals={"a": a, "b": b}).blocked_autorange(
                 min_run_time=min_run_time).median
             row.append(f"{2 * n**3 / seconds / 1e12:.2f}")
+            print(f"  measured: n={n} {precision} {row[-1]} TFLOP/s", file=sys.stderr, flush=True)
         rows.append(row)
     torch.backends.cuda.matmul.allow_tf32 = False
     return markdown_table(["n"] + [f"{p} TFLOP/s" for p in precisions], rows)
@@ -139,6 +140,9 @@ def train_step(model, optimizer, loss_fn, x, y, device, amp_dtype):
 
 
 def batches_forever(loader):
+    if len(loader) == 0:  # else the loop below would spin for ever without yielding
+        raise ValueError(f"batch size {loader.batch_size} is larger than the {len(loader.dataset) if hasattr(loader, 'dataset') else 'training'} "
+                         "examples and drop_last=True leaves no batch: choose a smaller --batch-size/--batch-sizes")
     while True:
         yield from loader
 
@@ -166,6 +170,7 @@ def throughput_table(names, data, device, batch_size, steps, warmup, seed) -> st
         samples_per_s, warmup_s = throughput(name, data, device, batch_size, steps, warmup, seed)
         base = base or samples_per_s
         rows.append([name, f"{samples_per_s:,.0f}", f"{samples_per_s / base:.1f}x", f"{warmup_s:.1f}"])
+        print(f"  measured: {rows[-1]}", file=sys.stderr, flush=True)
     return markdown_table(["pipeline", "train samples/s", "vs naive", f"first {warmup} steps, s"], rows)
 
 
@@ -214,6 +219,7 @@ def tta_table(names, data, test, device, batch_size, lr, target, max_epochs, see
         seconds, epochs, acc = time_to_accuracy(name, data, test, device, batch_size, lr, target, max_epochs, seed)
         reached = f"{seconds:.1f}" if seconds is not None else f"not reached in {max_epochs} epoch(s)"
         rows.append([name, reached, epochs, f"{acc:.3f}"])
+        print(f"  measured: {rows[-1]}", file=sys.stderr, flush=True)
     return markdown_table(["pipeline", f"seconds to {target:.1%}", "epochs", "test accuracy"], rows)
 
 
@@ -224,7 +230,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--sizes", type=int, nargs="+", default=[1024, 2048, 4096, 8192, 16384])
     parser.add_argument("--precisions", nargs="+", default=["fp32", "tf32", "bf16"], choices=PRECISIONS)
     parser.add_argument("--batch-size", type=int, default=256, help="for the samples/s table")
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 4096], help="memory table")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 1024, 2048], help="memory table")
     parser.add_argument("--steps", type=int, default=100, help="timed training steps per pipeline")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--compile", choices=("auto", "yes", "no"), default="auto", help="auto: only on CUDA")
@@ -251,21 +257,26 @@ def main(argv=None) -> str:
     compiled = args.compile == "yes" or (args.compile == "auto" and device.type == "cuda")
     names = ["naive", "resident", "resident+bf16"] + (["resident+bf16+compile"] if compiled else [])
     train_ds, test_ds = helpers.mnist_datasets(args.dataset)
-    sections = [f"# GPU benchmark (chapter 7)\n\nCommand: `python benchmarks/gpu_benchmark.py "
-                f"{' '.join(sys.argv[1:] if argv is None else argv)}`\n",
-                "\n".join(hardware(device)), "",
-                "## Matmul throughput (n x n @ n x n, 2n^3 flops)\n",
-                matmul_table(device, args.sizes, args.precisions, args.min_run_time), "",
-                f"## Small CNN training, batch {args.batch_size}, {args.steps} timed steps\n",
-                throughput_table(names, train_ds.tensors, device, args.batch_size, args.steps, args.warmup, args.seed),
-                "", "## Batch size: speed and memory (GPU-resident data, bf16 autocast)\n",
-                memory_table(train_ds.tensors, device, args.batch_sizes, args.steps, args.seed), "",
-                f"## Time to {args.target:.1%} test accuracy ({args.dataset} data, AdamW lr {args.lr}, "
-                f"batch {args.tta_batch_size}, evaluated after every epoch, compilation included)\n",
-                tta_table([names[0], names[-1]], train_ds.tensors, test_ds.tensors, device, args.tta_batch_size,
-                          args.lr, args.target, args.max_epochs, args.seed)]
+    sections = []
+
+    def emit(*parts: str) -> None:  # print each section as soon as it is measured: a long run shows progress
+        text = "\n".join(parts)
+        sections.append(text)
+        print(text, flush=True)
+
+    emit(f"# GPU benchmark (chapter 7)\n\nCommand: `python benchmarks/gpu_benchmark.py "
+         f"{' '.join(sys.argv[1:] if argv is None else argv)}`\n", "\n".join(hardware(device)), "")
+    emit("## Matmul throughput (n x n @ n x n, 2n^3 flops)\n",
+         matmul_table(device, args.sizes, args.precisions, args.min_run_time), "")
+    emit(f"## Small CNN training, batch {args.batch_size}, {args.steps} timed steps\n",
+         throughput_table(names, train_ds.tensors, device, args.batch_size, args.steps, args.warmup, args.seed), "")
+    emit("## Batch size: speed and memory (GPU-resident data, bf16 autocast)\n",
+         memory_table(train_ds.tensors, device, args.batch_sizes, args.steps, args.seed), "")
+    emit(f"## Time to {args.target:.1%} test accuracy ({args.dataset} data, AdamW lr {args.lr}, "
+         f"batch {args.tta_batch_size}, evaluated after every epoch, compilation included)\n",
+         tta_table([names[0], names[-1]], train_ds.tensors, test_ds.tensors, device, args.tta_batch_size,
+                   args.lr, args.target, args.max_epochs, args.seed))
     report = "\n".join(sections) + "\n"
-    print(report, end="")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(report)
