@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import papermill as pm
+import pytest
 
 from conftest import make_fake_mnist
 
@@ -41,3 +42,33 @@ def test_full_dataset_path_runs_a_chapter_offline(tmp_path, monkeypatch):
     cells = run("01_tensors.ipynb", tmp_path / "out.ipynb", dataset="full")
     out = text_of(cells)
     assert "torch.Size([60, 28, 28])" in out and "on 20 test digits" in out
+
+
+# Small values an instructor would pass for a smoke run of each chapter on the full-data path.
+QUICK_FULL = {
+    "03_mlp": dict(epochs=1, max_batches=3),
+    "04_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
+    "05_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2),
+    "06_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3),
+    "07_gpu_training": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
+}
+
+
+def test_every_training_chapter_has_a_quick_full_run_here():
+    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("0[3-9]_*.ipynb"))
+    assert chapters == sorted(QUICK_FULL), "add the new chapter's smoke-run parameters to QUICK_FULL"
+
+
+@pytest.mark.parametrize("chapter", sorted(QUICK_FULL))
+def test_chapter_runs_end_to_end_on_the_full_dataset_path(chapter, tmp_path, monkeypatch):
+    """dataset="full" with IDX files written here: the chapter runs top to bottom through torchvision's
+    MNIST and never touches the embedded subset (whose cache would appear in COURSE_DATA_DIR)."""
+    data = tmp_path / "data"
+    make_fake_mnist(data, n_train=1200, n_test=400)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(data))
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    cells = run(f"{chapter}.ipynb", tmp_path / "out.ipynb", dataset="full", **QUICK_FULL[chapter])
+    injected = "".join(next(c["source"] for c in cells if "injected-parameters" in c["metadata"].get("tags", [])))
+    assert 'dataset = "full"' in injected
+    assert not any(o.get("output_type") == "error" for c in cells if c["cell_type"] == "code" for o in c["outputs"])
+    assert not (data / "cache").exists(), "the chapter loaded the embedded subset despite dataset='full'"
