@@ -141,8 +141,8 @@ def train_step(model, optimizer, loss_fn, x, y, device, amp_dtype):
 
 def batches_forever(loader):
     if len(loader) == 0:  # else the loop below would spin for ever without yielding
-        raise ValueError(f"batch size {loader.batch_size} is larger than the {len(loader.dataset) if hasattr(loader, 'dataset') else 'training'} "
-                         "examples and drop_last=True leaves no batch: choose a smaller --batch-size/--batch-sizes")
+        raise ValueError(f"batch size {loader.batch_size} is larger than the training set, and drop_last=True "
+                         "leaves no batch: choose a smaller --batch-size/--batch-sizes")
     while True:
         yield from loader
 

@@ -14,6 +14,19 @@ from conftest import make_fake_mnist
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def venv_on_path(monkeypatch):
+    """papermill's kernel and the notebooks' subprocesses use this environment's executables."""
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+
+def fake_full_mnist(root: Path, monkeypatch, **sizes) -> Path:
+    """IDX files standing in for the full-MNIST download, in a COURSE_DATA_DIR of their own."""
+    make_fake_mnist(root, **sizes)
+    monkeypatch.setenv("COURSE_DATA_DIR", str(root))
+    return root
+
+
 def run(notebook: str, out: Path, **parameters) -> list[dict]:
     pm.execute_notebook(str(ROOT / "notebooks" / notebook), str(out), parameters=parameters,
                         kernel_name="python3", cwd=str(ROOT / "notebooks"), progress_bar=False)
@@ -24,8 +37,7 @@ def text_of(cells: list[dict]) -> str:
     return "\n".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c["outputs"])
 
 
-def test_papermill_injects_non_default_parameters(tmp_path, monkeypatch):
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+def test_papermill_injects_non_default_parameters(tmp_path):
     cells = run("02_autograd.ipynb", tmp_path / "out.ipynb", lr=0.5, steps=30)
     injected = [c for c in cells if "injected-parameters" in c["metadata"].get("tags", [])]
     assert len(injected) == 1 and "lr = 0.5" in "".join(injected[0]["source"])
@@ -36,9 +48,7 @@ def test_papermill_injects_non_default_parameters(tmp_path, monkeypatch):
 
 def test_full_dataset_path_runs_a_chapter_offline(tmp_path, monkeypatch):
     """dataset="full" reaches torchvision's MNIST; IDX files written here stand in for the download."""
-    make_fake_mnist(tmp_path / "data", n_train=60, n_test=20)
-    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    fake_full_mnist(tmp_path / "data", monkeypatch, n_train=60, n_test=20)
     cells = run("01_tensors.ipynb", tmp_path / "out.ipynb", dataset="full")
     out = text_of(cells)
     assert "torch.Size([60, 28, 28])" in out and "on 20 test digits" in out
@@ -63,10 +73,7 @@ def test_every_training_chapter_has_a_quick_full_run_here():
 def test_chapter_runs_end_to_end_on_the_full_dataset_path(chapter, tmp_path, monkeypatch):
     """dataset="full" with IDX files written here: the chapter runs top to bottom through torchvision's
     MNIST and never touches the embedded subset (whose cache would appear in COURSE_DATA_DIR)."""
-    data = tmp_path / "data"
-    make_fake_mnist(data, n_train=1200, n_test=400)
-    monkeypatch.setenv("COURSE_DATA_DIR", str(data))
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    data = fake_full_mnist(tmp_path / "data", monkeypatch, n_train=1200, n_test=400)
     cells = run(f"{chapter}.ipynb", tmp_path / "out.ipynb", dataset="full", **QUICK_FULL[chapter])
     injected = "".join(next(c["source"] for c in cells if "injected-parameters" in c["metadata"].get("tags", [])))
     assert 'dataset = "full"' in injected
