@@ -1,4 +1,4 @@
-"""The reference CNN chapter 4 compares itself with: pytorch/examples' ``mnist/main.py``, on the embedded split.
+"""The reference CNN chapter 5 compares itself with: pytorch/examples' ``mnist/main.py``, on the embedded split.
 
 The network, optimizer and schedule are the example's defaults (two 3x3 convolutions of 32 and 64
 channels, max-pool, dropout, a 9216 -> 128 -> 10 head; Adadelta lr=1.0, StepLR gamma=0.7, batch 64,

@@ -1,12 +1,12 @@
-"""Chapter 7's GPU figures: matmul TFLOP/s, CNN training samples/s and time to 97.5 % test accuracy.
+"""Chapter 9's GPU figures: matmul TFLOP/s, CNN training samples/s and time to 97.5 % test accuracy.
 
 Prints a Markdown report (hardware, date, versions, then one table per measurement); ``--out`` also
-writes it to a file, which chapter 7 displays when it is ``data/gpu_benchmark.md``:
+writes it to a file, which chapter 9 displays when it is ``data/gpu_benchmark.md``:
 
     .venv/bin/python benchmarks/gpu_benchmark.py --out data/gpu_benchmark.md      # on an NVIDIA GPU
     .venv/bin/python benchmarks/gpu_benchmark.py --quick                          # CPU smoke run, ~1 min
 
-The CNN is chapter 4's small CNN (two conv-BatchNorm-ReLU blocks), trained on the embedded MNIST
+The CNN is chapter 5's small CNN (two conv-BatchNorm-ReLU blocks), trained on the embedded MNIST
 split (4,000 train / 1,000 test). Its training pipelines, from naive to fast:
 
 1. ``DataLoader`` over CPU tensors (num_workers=0), a host-to-device copy per batch, float32;
@@ -45,7 +45,7 @@ def conv_bn_relu(c_in: int, c_out: int, kernel_size: int) -> nn.Module:
 
 
 def small_cnn(num_classes: int = 10, width: int = 16, p_drop: float = 0.2) -> nn.Module:
-    """Chapter 4's small CNN: (N, 1, 28, 28) -> (N, 10) logits."""
+    """Chapter 5's small CNN: (N, 1, 28, 28) -> (N, 10) logits."""
     features = nn.Sequential(
         conv_bn_relu(1, width, 5), nn.MaxPool2d(2),          # (N, 16, 12, 12)
         conv_bn_relu(width, 2 * width, 5), nn.MaxPool2d(2),  # (N, 32, 4, 4)
@@ -264,7 +264,7 @@ def main(argv=None) -> str:
         sections.append(text)
         print(text, flush=True)
 
-    emit(f"# GPU benchmark (chapter 7)\n\nCommand: `python benchmarks/gpu_benchmark.py "
+    emit(f"# GPU benchmark (chapter 9)\n\nCommand: `python benchmarks/gpu_benchmark.py "
          f"{' '.join(sys.argv[1:] if argv is None else argv)}`\n", "\n".join(hardware(device)), "")
     emit("## Matmul throughput (n x n @ n x n, 2n^3 flops)\n",
          matmul_table(device, args.sizes, args.precisions, args.min_run_time), "")

@@ -1,6 +1,6 @@
 """Execute each notebook at its default parameters and print the wall-clock time (kernel start included).
 
-    .venv/bin/python benchmarks/notebook_times.py [notebooks/03_mlp.ipynb ...]
+    .venv/bin/python benchmarks/notebook_times.py [notebooks/04_mlp.ipynb ...]
 
 Run it on a quiet machine: the figures go into book/instructors.md.
 """

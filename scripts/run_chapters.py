@@ -56,7 +56,7 @@ def defined_parameters(path: Path) -> set[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("chapters", nargs="+", help="chapter numbers or names (03, 04_cnn), or 'all'")
+    parser.add_argument("chapters", nargs="+", help="chapter numbers or names (03, 05_cnn), or 'all'")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="NAME=VALUE")
     parser.add_argument("--out", type=Path, default=ROOT / "runs", help="folder for the executed notebooks")
     parser.add_argument("--progress", action="store_true", help="show papermill's per-cell progress bar")

@@ -1,4 +1,4 @@
-"""Train chapter 4's LeNet on MNIST with DistributedDataParallel: one script for 1 process, N GPUs or N nodes.
+"""Train chapter 5's LeNet on MNIST with DistributedDataParallel: one script for 1 process, N GPUs or N nodes.
 
     python scripts/train_ddp.py                                        # one process, no torchrun needed
     torchrun --standalone --nproc_per_node=2 scripts/train_ddp.py --device cpu      # 2 CPU processes, gloo
@@ -37,7 +37,7 @@ import helpers
 
 
 def lenet() -> nn.Module:
-    """Chapter 4's LeNet: (N, 1, 28, 28) -> (N, 10) logits."""
+    """Chapter 5's LeNet: (N, 1, 28, 28) -> (N, 10) logits."""
     return nn.Sequential(
         nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, 6, 14, 14)
         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),            # (N, 16, 5, 5)

@@ -56,11 +56,11 @@ def test_full_dataset_path_runs_a_chapter_offline(tmp_path, monkeypatch):
 
 # Small values an instructor would pass for a smoke run of each chapter on the full-data path.
 QUICK_FULL = {
-    "03_mlp": dict(epochs=1, max_batches=3),
-    "04_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
-    "05_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2),
-    "06_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3),
-    "07_gpu_training": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
+    "04_mlp": dict(epochs=1, max_batches=3),
+    "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
+    "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2),
+    "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3),
+    "09_training_fast": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
 }
 
 
