@@ -77,11 +77,48 @@ def _check_loss_inputs(loss_fn, output: torch.Tensor, y: torch.Tensor) -> None:
                              "y.argmax(1) or y.squeeze(1)")
 
 
-def _correct(output: torch.Tensor, y: torch.Tensor) -> int | None:
-    """Number of right predictions, or None when targets are not class indices."""
+def _correct(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Number of right predictions as a 0-dim tensor on the device (no sync), or None when targets are
+    not class indices."""
     if y.is_floating_point() or y.dtype == torch.bool or output.ndim != y.ndim + 1:
         return None
-    return int((output.argmax(1) == y).sum())
+    return (output.argmax(1) == y).sum()
+
+
+class _Totals:
+    """Per-example sums of loss and right predictions, kept on the device: reading a value from a GPU
+    waits for all the work queued before it, so the sums are read once, at the end of the epoch."""
+
+    def __init__(self, device: torch.device):
+        # float64 sums give the same numbers as summing loss.item() * len(y) in Python (MPS has no float64)
+        dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.loss_sum = torch.zeros((), dtype=dtype, device=device)
+        self.correct = torch.zeros((), dtype=torch.int64, device=device)
+        self.counts_correct, self.n, self.batch_losses = True, 0, []
+
+    def add(self, loss: torch.Tensor, output: torch.Tensor, y: torch.Tensor, *, keep: bool = False) -> None:
+        loss = loss.detach()
+        self.loss_sum += loss.to(self.loss_sum.dtype) * len(y)
+        if keep:
+            self.batch_losses.append(loss)
+        batch_correct = _correct(output, y)
+        if batch_correct is None:
+            self.counts_correct = False
+        elif self.counts_correct:
+            self.correct += batch_correct
+        self.n += len(y)
+
+    def summary(self) -> dict:
+        loss_sum = self.loss_sum.item()  # the one CPU-GPU sync of the epoch
+        return _summary(loss_sum, int(self.correct) if self.counts_correct else None, self.n)
+
+    def first_non_finite_batch(self) -> tuple[int, float] | None:
+        """(index, value) of the first batch whose loss was NaN or infinite, found after the epoch."""
+        if not self.batch_losses:
+            return None
+        losses = torch.stack(self.batch_losses).float().cpu()
+        bad = (~torch.isfinite(losses)).nonzero()
+        return (int(bad[0]), float(losses[bad[0]])) if len(bad) else None
 
 
 def _check_model_device(model: nn.Module, device: torch.device) -> None:
@@ -137,7 +174,7 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive max-norm or None, got {grad_clip!r}")
     model.train()
-    loss_sum, correct, n = 0.0, 0, 0
+    totals = _Totals(device)
     for i, x, y in _batches(loader, device, max_batches, f"train epoch {epoch}", progress):
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):
@@ -146,10 +183,8 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
             loss = loss_fn(output, y)
         if loss.ndim != 0:
             raise ValueError(f"loss_fn returned shape {tuple(loss.shape)}, not a scalar; use reduction='mean'")
-        loss_value = loss.item()  # a CPU-GPU sync point, once per batch
-        if not math.isfinite(loss_value):
-            raise FloatingPointError(f"loss is {loss_value} at epoch {epoch}, batch {i}: training diverged. "
-                                     "Lower the learning rate, clip gradients (grad_clip=1.0) or check the inputs")
+        # No loss.item() here: it would make the CPU wait for the GPU on every batch. The losses stay on
+        # the device and are checked for NaN/inf once, after the epoch.
         if scaler is None:
             loss.backward()
             if grad_clip is not None:
@@ -162,11 +197,13 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(optimizer)
             scaler.update()
-        loss_sum += loss_value * len(y)
-        batch_correct = _correct(output, y)
-        correct = None if batch_correct is None or correct is None else correct + batch_correct
-        n += len(y)
-    return _summary(loss_sum, correct, n)
+        totals.add(loss, output, y, keep=True)
+    result = totals.summary()
+    if not math.isfinite(result["loss"]):
+        i, value = totals.first_non_finite_batch() or (None, result["loss"])
+        raise FloatingPointError(f"loss is {value} at epoch {epoch}, batch {i}: training diverged. "
+                                 "Lower the learning rate, clip gradients (grad_clip=1.0) or check the inputs")
+    return result
 
 
 @torch.no_grad()
@@ -178,18 +215,15 @@ def evaluate(model: nn.Module, loader, loss_fn, device=None, *, max_batches: int
     was_training = model.training
     model.eval()
     try:
-        loss_sum, correct, n = 0.0, 0, 0
+        totals = _Totals(device)
         for _, x, y in _batches(loader, device, max_batches, "evaluate", progress):
             with _autocast(device, amp_dtype):
                 output = model(x)
                 _check_loss_inputs(loss_fn, output, y)
-                loss_sum += loss_fn(output, y).item() * len(y)
-            batch_correct = _correct(output, y)
-            correct = None if batch_correct is None or correct is None else correct + batch_correct
-            n += len(y)
+                totals.add(loss_fn(output, y), output, y)
+        return totals.summary()
     finally:
         model.train(was_training)
-    return _summary(loss_sum, correct, n)
 
 
 def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:

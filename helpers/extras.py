@@ -1,0 +1,44 @@
+"""``helpers.install_extras(name)``: the packages a chapter needs beyond ``helpers``' own, installed
+only when missing (on Colab, say), from the course package's pip extras in ``pyproject.toml``."""
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import re
+import subprocess
+import sys
+
+DIST = "pytorch-course-helpers"
+# import name of each distribution whose import name differs from its pip name
+IMPORT_NAMES = {"python-multipart": "multipart", "onnxruntime": "onnxruntime", "pillow": "PIL"}
+
+
+def extra_requirements(name: str) -> list[str]:
+    """The requirement strings (``"onnx>=1.17"``) of the course package's extra ``name``."""
+    requires = importlib.metadata.requires(DIST) or []
+    marker = re.compile(r";\s*extra\s*==\s*['\"]([^'\"]+)['\"]")
+    found = [r.split(";")[0].strip() for r in requires if (m := marker.search(r)) and m.group(1) == name]
+    if not found:
+        extras = sorted({m.group(1) for r in requires if (m := marker.search(r))})
+        raise ValueError(f"the course package has no extra {name!r}; its extras are {', '.join(extras)}")
+    return found
+
+
+def _missing(requirement: str) -> bool:
+    dist = re.split(r"[<>=!~\[ ]", requirement, maxsplit=1)[0]
+    module = IMPORT_NAMES.get(dist.lower(), dist.replace("-", "_"))
+    return importlib.util.find_spec(module) is None
+
+
+def install_extras(name: str, *, quiet: bool = True) -> list[str]:
+    """pip-install the packages of extra ``name`` that are missing here; return what was installed.
+
+    Locally ``pip install -r requirements.txt`` has already installed every extra, so this does
+    nothing; on Colab, where only ``helpers`` was installed, it adds what the chapter needs.
+    """
+    missing = [r for r in extra_requirements(name) if _missing(r)]
+    if missing:
+        print(f"installing what this chapter needs: {' '.join(missing)}")
+        subprocess.check_call([sys.executable, "-m", "pip", "install", *(["-q"] if quiet else []), *missing])
+        importlib.invalidate_caches()
+    return missing
