@@ -152,3 +152,34 @@ def test_tensor_loader_batches_shuffles_and_trains(blobs):
     assert h.val_acc[-1] > 0.9
     with pytest.raises(ValueError, match="x has 240 examples but y has 10"):
         helpers.TensorLoader(x, y[:10], batch_size=4)
+
+
+def test_fit_reads_the_device_once_per_epoch_not_once_per_batch(monkeypatch):
+    """Every .item() on a GPU tensor makes the CPU wait for the GPU; fit must not do it per batch:
+    twice the batches, the same number of reads (the DataLoader itself draws one seed per epoch)."""
+    calls = []
+    original = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: calls.append(1) or original(self))
+
+    def reads(n_batches: int) -> int:
+        calls.clear()
+        data = TensorDataset(torch.randn(8 * n_batches, 2), torch.arange(8 * n_batches) % 3)
+        loader = DataLoader(data, batch_size=8, shuffle=True, generator=torch.Generator().manual_seed(0))
+        model = tiny_mlp()
+        helpers.fit(model, loader, loader, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                    epochs=2, device="cpu", progress=False, verbose=False)
+        return len(calls)
+
+    few, many = reads(5), reads(10)
+    assert few == many, f"{few} .item() calls with 5 batches per epoch, {many} with 10: a per-batch sync"
+    assert many <= 4 * 2
+
+
+def test_a_diverging_loss_names_its_first_batch_after_the_epoch():
+    x = torch.randn(40, 2)
+    x[25] = float("nan")  # batch 2 of 4 (batch_size 10) is the first non-finite one
+    loader = DataLoader(TensorDataset(x, torch.zeros(40, dtype=torch.long)), batch_size=10)
+    model = nn.Linear(2, 3)
+    with pytest.raises(FloatingPointError, match="at epoch 1, batch 2"):
+        helpers.fit(model, loader, None, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
+                    epochs=1, device="cpu", progress=False, verbose=False)
