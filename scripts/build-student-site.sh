@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# The student edition: the same site with every exercise solution removed (sphinx-exercise's
-# hide_solutions), no page sources to download and no launch buttons (both would lead to the
-# notebooks, whose markdown holds the solutions). Output: _build/student/_build/html/index.html
+# The student edition: the same site with every exercise solution removed, text and executed
+# ("gated") solutions alike, no page sources to download and no launch buttons (both would lead to
+# the notebooks, which carry the solutions). The notebooks are copied without their solutions by
+# scripts/notebook_editions.py (sphinx-exercise's hide_solutions crashes on gated solutions).
+# Output: _build/student/_build/html/index.html
 # Usage: bash scripts/build-student-site.sh [output folder]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-_build/student}"
 JB="${JUPYTER_BOOK:-.venv/bin/jupyter-book}"
 PY="${PYTHON_BIN:-.venv/bin/python}"
-mkdir -p "$OUT"
-"$PY" - "$OUT/student_config.yml" <<'PY'
+SRC="$OUT/source"
+rm -rf "$SRC"
+mkdir -p "$SRC"
+cp -r _toc.yml book "$SRC/"
+"$PY" scripts/notebook_editions.py student "$SRC"
+"$PY" - "$SRC/_config.yml" <<'PY'
 import os, sys, yaml
 config = yaml.safe_load(open("_config.yml"))
 # local extension folders are resolved from the config file's folder: make them absolute
@@ -19,10 +25,9 @@ config["launch_buttons"] = {}
 config["html"]["use_repository_button"] = False
 config["html"]["use_issues_button"] = False
 sphinx_config = config["sphinx"]["config"]
-sphinx_config["hide_solutions"] = True
 sphinx_config["html_copy_source"] = False
 sphinx_config["html_theme_options"] = {"use_download_button": False}
 yaml.safe_dump(config, open(sys.argv[1], "w"), sort_keys=False)
 PY
-"$JB" build . --config "$OUT/student_config.yml" --path-output "$OUT" -W -n --keep-going
+"$JB" build "$SRC" --path-output "$OUT" -W -n --keep-going
 echo "== student edition: $OUT/_build/html/index.html"

@@ -20,6 +20,22 @@ from torch.utils.data import DataLoader, TensorDataset
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 
+# Smoke-size parameters of every notebook (an instructor's quick run): the papermill tests run each
+# chapter with them, on the full-data path, with other valid values and on the lowest torch release.
+SMOKE = {
+    "01_tensors": dict(),
+    "02_autograd": dict(steps=20),
+    "03_data": dict(epochs=1, max_batches=3),
+    "04_mlp": dict(epochs=1, max_batches=3),
+    "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
+    "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2),
+    "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3),
+    "08_attention": dict(max_batches=3),
+    "09_training_fast": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
+    "10_deploy": dict(epochs=1, max_batches=3),
+    "pitfalls": dict(),
+}
+
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write ``array`` (uint8) in the IDX format MNIST uses: magic, dims (big-endian), raw bytes."""

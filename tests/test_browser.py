@@ -103,7 +103,8 @@ def test_chapter_shows_outputs_figures_colab_button_and_hidden_solutions(browser
     assert pg.locator(".cell_output").count() >= 5, "the chapter's stored outputs are not on the page"
     assert pg.locator(".cell_output img").count() >= 1, "the chapter's figures are not on the page"
     colab = pg.locator("a[href*='colab.research.google.com']").first.get_attribute("href")
-    assert colab.endswith(f"/blob/main/{page}.ipynb"), colab
+    # Colab opens the Colab edition (colab/, plain Markdown), not the MyST source in notebooks/
+    assert colab.endswith(f"/blob/main/colab/{Path(page).name}.ipynb"), colab
     # Solutions are collapsed dropdowns: the title shows, the body does not until clicked.
     solutions = pg.locator("div.solution.dropdown")
     assert solutions.count() >= 2
@@ -138,5 +139,32 @@ def test_search_finds_a_chapter(browser, served):
     pg.wait_for_selector("#search-results ul.search li", timeout=15000)
     hits = pg.locator("#search-results ul.search li a").all_inner_texts()
     assert any("Tensors" in h for h in hits), hits
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+PATH_LIKE = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg|gif)$|^[0-9a-f]{16,}$", re.I)
+
+
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_fits_a_desktop_and_a_phone_and_describes_its_figures(browser, served, page):
+    """Figures have alternative text that says what they show; at 1,440 px no code block scrolls
+    sideways (88-character lines fit); at 390 px (a phone) the page itself never scrolls sideways."""
+    visit = Visit(browser, f"{served}/{page}.html")
+    pg = visit.page
+    alts = pg.eval_on_selector_all("article img", "imgs => imgs.map(i => i.getAttribute('alt') || '')")
+    bad = [a for a in alts if len(a.split()) < 4 or PATH_LIKE.search(a.strip())]
+    assert not bad, f"{len(bad)} of {len(alts)} figures lack a description (alt text {bad[:3]!r}); " \
+                    "set the cell's metadata mystnb.image.alt (CONTRIBUTING.md)"
+    pg.set_viewport_size({"width": 1440, "height": 900})
+    pg.wait_for_timeout(100)
+    wide = pg.eval_on_selector_all(
+        "article pre", "els => els.filter(e => e.offsetParent !== null && e.scrollWidth > e.clientWidth + 1)"
+                       ".map(e => e.innerText.split('\\n').reduce((a, b) => a.length >= b.length ? a : b))")
+    assert not wide, f"{len(wide)} code blocks scroll sideways at 1,440 px; longest lines: {wide[:3]!r}"
+    pg.set_viewport_size({"width": 390, "height": 844})
+    pg.wait_for_timeout(200)
+    overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1, f"at 390 px the page scrolls sideways by {overflow} px"
     assert not visit.problems, "\n".join(visit.problems)
     pg.close()

@@ -71,8 +71,9 @@ def test_chapter_has_title_objectives_prerequisites_time_and_exercises(path):
     for word in ("You will learn", "Prerequisites", "Time"):
         assert word in intro
     markdown = "\n".join(source(c) for c in nb if c["cell_type"] == "markdown")
-    assert markdown.count("{exercise}") >= 2 and markdown.count("{solution}") == markdown.count("{exercise}")
-    assert ":class: dropdown" in markdown
+    solutions = markdown.count("{solution}") + markdown.count("{solution-start}")
+    assert markdown.count("{exercise}") >= 2 and solutions == markdown.count("{exercise}")
+    assert markdown.count(":class: dropdown") >= solutions, "every solution is a collapsed dropdown"
 
 
 def mnist_calls(path: Path) -> list[tuple[str, str]]:
@@ -94,3 +95,136 @@ def test_chapters_are_all_in_the_table_of_contents():
     toc = (ROOT / "_toc.yml").read_text()
     for path in ALL_NOTEBOOKS:
         assert f"{path.parent.name}/{path.stem}" in toc
+
+
+# ---- the conventions of CONTRIBUTING.md that every notebook follows ---------------------------------
+
+def editions():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("notebook_editions", ROOT / "scripts" / "notebook_editions.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parameter_names(nb: list[dict]) -> list[str]:
+    cell = next(c for c in nb if "parameters" in tags(c))
+    return [t.id for node in ast.parse(source(cell)).body if isinstance(node, ast.Assign) for t in node.targets
+            if isinstance(t, ast.Name)]
+
+
+def validation_call(nb: list[dict]) -> ast.Call:
+    i = next(i for i, c in enumerate(nb) if "parameters" in tags(c))
+    cell = next(c for c in nb[i + 1:] if c["cell_type"] == "code")
+    calls = [n for n in ast.walk(ast.parse(source(cell))) if isinstance(n, ast.Call)
+             and ast.unparse(n.func) == "helpers.check_params"]
+    assert calls, "the cell after the parameters cell must call helpers.check_params(globals(), ...)"
+    return calls[0]
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_every_parameter_is_validated_right_after_the_parameters_cell(path):
+    nb = cells(path)
+    call = validation_call(nb)
+    assert call.args and ast.unparse(call.args[0]) == "globals()"
+    ruled = [k.arg for k in call.keywords]
+    params = parameter_names(nb)
+    assert sorted(ruled) == sorted(params), f"rules for {sorted(ruled)} but parameters {sorted(params)}"
+
+
+def visible_code_cells(nb: list[dict]):
+    for c in nb:
+        if c["cell_type"] == "code" and not {"remove-cell", "remove-input"} & set(tags(c)):
+            yield c
+
+
+def long_lines(text: str, limit: int = 88) -> list[str]:
+    return [line for line in text.splitlines() if len(line) > limit]
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_visible_code_and_printed_lines_fit_the_page(path):
+    """About 90 characters fit in a code cell on the site at desktop width: keep to 88 (CONTRIBUTING.md)."""
+    nb = cells(path)
+    too_long = []
+    for c in visible_code_cells(nb):
+        too_long += [f"code: {line}" for line in long_lines(source(c))]
+        if "remove-output" in tags(c):
+            continue
+        for o in c.get("outputs", []):
+            text = "".join(o.get("text", "")) + "".join(o.get("data", {}).get("text/plain", ""))
+            too_long += [f"output: {line}" for line in long_lines(text)]
+    for c in nb:
+        if c["cell_type"] == "markdown":
+            for block in re.findall(r"^```[\w]*\n(.*?)^```", source(c), flags=re.S | re.M):
+                too_long += [f"markdown code: {line}" for line in long_lines(block)]
+    assert not too_long, f"{len(too_long)} lines over 88 characters, e.g.:\n" + "\n".join(too_long[:8])
+
+
+PATH_LIKE = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg)$|^[0-9a-f]{16,}$", re.I)
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_has_text_that_says_what_it_shows(path):
+    missing = []
+    for i, c in enumerate(cells(path)):
+        if c["cell_type"] != "code" or "remove-output" in tags(c) or "remove-cell" in tags(c):
+            continue
+        if any("image/png" in o.get("data", {}) for o in c.get("outputs", [])):
+            alt = c.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt", "")
+            if len(alt.split()) < 4 or PATH_LIKE.search(alt.strip()):
+                missing.append(f"cell {i}: {source(c)[:60]!r}")
+    assert not missing, "figures without alt text (metadata mystnb.image.alt):\n" + "\n".join(missing)
+
+
+ALLOWED_DIRECTIVES = {"exercise", "solution", "solution-start", "solution-end"}
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_only_directives_that_the_colab_edition_can_render(path):
+    """A {literalinclude} (or any other directive) shows as raw text in Jupyter and Colab."""
+    for c in cells(path):
+        if c["cell_type"] == "markdown":
+            used = set(re.findall(r"^\s*(?:`{3,}|:{3,})\{([\w-]+)\}", source(c), flags=re.M))
+            assert used <= ALLOWED_DIRECTIVES, f"directive(s) {used - ALLOWED_DIRECTIVES} in: {source(c)[:120]!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
+def test_solutions_with_code_are_executed_and_start_collapsed(path):
+    nb = cells(path)
+    inside = editions().solution_cells(nb)  # also checks every solution-start has its solution-end
+    labels = re.findall(r":label:\s*([\w-]+)", "\n".join(source(c) for c in nb if c["cell_type"] == "markdown"
+                                                         and "{exercise}" in source(c)))
+    solved = re.findall(r"\{solution(?:-start)?\}\s*([\w-]+)", "\n".join(
+        source(c) for c in nb if c["cell_type"] == "markdown"))
+    assert len(labels) >= 2 and sorted(labels) == sorted(solved), (labels, solved)
+    for i in inside:
+        c = nb[i]
+        if c["cell_type"] == "markdown":
+            quoted = re.findall(r"^```(?:python|py)\s*$", source(c), flags=re.M)
+            assert not quoted, f"a solution quotes code instead of executing it (make it gated): {source(c)[:120]!r}"
+        elif c["cell_type"] == "code" and "remove-cell" not in tags(c):
+            hidden = c.get("metadata", {}).get("jupyter", {})
+            assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), \
+                f"executed solution cell must start collapsed in JupyterLab: {source(c)[:80]!r}"
+
+
+EXTRA_MODULES = {"statsmodels": "timeseries", "captum": "interpret", "onnx": "deploy", "onnxruntime": "deploy",
+                 "onnxscript": "deploy", "fastapi": "deploy", "uvicorn": "deploy", "httpx": "deploy"}
+
+
+@pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
+def test_packages_beyond_helpers_are_installed_by_the_chapter_itself(path):
+    """On Colab only helpers is installed: a chapter that imports ONNX Runtime, Captum... installs its extra."""
+    code = [source(c) for c in cells(path) if c["cell_type"] == "code"]
+    text = "\n".join(code)
+    for module, extra in EXTRA_MODULES.items():
+        first = next((i for i, s in enumerate(code) if re.search(rf"^\s*(import|from)\s+{module}\b", s, re.M)), None)
+        if first is None:
+            continue
+        installs = [i for i, s in enumerate(code) if f'helpers.install_extras("{extra}")' in s]
+        assert installs and installs[0] <= first, f"{module} is imported without helpers.install_extras(\"{extra}\") first"
+        if installs[0] == first:
+            cell = code[first]
+            assert cell.index(f'install_extras("{extra}")') < re.search(rf"^\s*(import|from)\s+{module}\b", cell, re.M).start()
+    assert "pip install" not in text.replace(code[0], ""), "install packages with helpers.install_extras, not pip"

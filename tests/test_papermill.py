@@ -1,6 +1,7 @@
 """Instructors run chapters with papermill parameters; these runs must work (and really use them)."""
 from __future__ import annotations
 
+import ast
 import json
 import os
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from conftest import make_fake_mnist
+from conftest import SMOKE, make_fake_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,19 +55,14 @@ def test_full_dataset_path_runs_a_chapter_offline(tmp_path, monkeypatch):
     assert "torch.Size([60, 28, 28])" in out and "on 20 test digits" in out
 
 
-# Small values an instructor would pass for a smoke run of each chapter on the full-data path.
-QUICK_FULL = {
-    "04_mlp": dict(epochs=1, max_batches=3),
-    "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
-    "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2),
-    "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3),
-    "09_training_fast": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
-}
+CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+MNIST_CHAPTERS = [c for c in CHAPTERS if c >= "03"]  # the chapters that train on MNIST
+QUICK_FULL = {c: SMOKE[c] for c in MNIST_CHAPTERS if c in SMOKE}
 
 
-def test_every_training_chapter_has_a_quick_full_run_here():
-    chapters = sorted(p.stem for p in (ROOT / "notebooks").glob("0[3-9]_*.ipynb"))
-    assert chapters == sorted(QUICK_FULL), "add the new chapter's smoke-run parameters to QUICK_FULL"
+def test_every_chapter_has_smoke_run_parameters():
+    missing = [c for c in CHAPTERS + ["pitfalls"] if c not in SMOKE]
+    assert not missing, f"add the smoke-run parameters of {missing} to SMOKE in tests/conftest.py"
 
 
 @pytest.mark.parametrize("chapter", sorted(QUICK_FULL))
@@ -79,3 +75,47 @@ def test_chapter_runs_end_to_end_on_the_full_dataset_path(chapter, tmp_path, mon
     assert 'dataset = "full"' in injected
     assert not any(o.get("output_type") == "error" for c in cells if c["cell_type"] == "code" for o in c["outputs"])
     assert not (data / "cache").exists(), "the chapter loaded the embedded subset despite dataset='full'"
+
+
+def validation_rules(path: Path) -> dict[str, ast.Call]:
+    cells = json.loads(path.read_text())["cells"]
+    i = next(i for i, c in enumerate(cells) if "parameters" in c["metadata"].get("tags", []))
+    cell = next(c for c in cells[i + 1:] if c["cell_type"] == "code")
+    call = next(n for n in ast.walk(ast.parse("".join(cell["source"]))) if isinstance(n, ast.Call)
+                and ast.unparse(n.func) == "helpers.check_params")
+    return {k.arg: k.value for k in call.keywords}
+
+
+def out_of_range(rules: dict[str, ast.Call]) -> tuple[str, object]:
+    """A parameter and a value its rule refuses: a number below (or above) its range, or a wrong choice."""
+    for name, rule in rules.items():
+        kind = ast.unparse(rule.func).split(".")[-1]
+        args = [ast.literal_eval(a) for a in rule.args]
+        if kind == "Int":
+            return name, args[0] - 1
+        if kind == "Float":
+            return name, args[1] * 10 if len(args) > 1 else args[0] - 1
+    name = next(iter(rules))
+    return name, "not-a-valid-value"
+
+
+NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)
+def test_an_out_of_range_parameter_stops_with_one_message_that_names_it(path, tmp_path):
+    """An instructor's bad value stops in the validation cell, with the parameter, the value and the
+    accepted range, and no traceback from deep inside torch."""
+    name, value = out_of_range(validation_rules(path))
+    out = tmp_path / "out.ipynb"
+    with pytest.raises(pm.PapermillExecutionError):
+        pm.execute_notebook(str(path), str(out), parameters={name: value}, kernel_name="python3",
+                            cwd=str(path.parent), progress_bar=False)
+    cells = json.loads(out.read_text())["cells"]
+    errors = [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if o["output_type"] == "error"]
+    assert len(errors) == 1 and errors[0]["ename"] == "ParameterError", errors
+    assert f"{name} = {value!r} is not allowed: expected" in errors[0]["evalue"]
+    traceback = "\n".join(errors[0]["traceback"])
+    assert "site-packages/torch" not in traceback and len(errors[0]["traceback"]) <= 2, traceback
+    failed = next(i for i, c in enumerate(cells) if any(o["output_type"] == "error" for o in c.get("outputs", [])))
+    assert "helpers.check_params" in "".join(cells[failed]["source"]), "it must stop in the validation cell"

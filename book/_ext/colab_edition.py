@@ -1,0 +1,43 @@
+"""Point the Colab launch button and the ".ipynb" download at the Colab edition of each chapter.
+
+The chapters' sources (notebooks/) are written in MyST: exercises and solutions as directives that
+Colab and plain Jupyter show as raw text. scripts/notebook_editions.py generates colab/, the same
+notebooks in plain Markdown with collapsed solutions; this extension makes the site hand those out.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def _rewrite(buttons: list, old: str, new: str) -> None:
+    for button in buttons:
+        if isinstance(button, dict):
+            url = button.get("url")
+            if isinstance(url, str) and "colab.research.google.com" in url and old in url:
+                button["url"] = url.replace(old, new)
+            _rewrite(button.get("buttons", []), old, new)
+
+
+def _launch_colab_edition(app, pagename, templatename, context, doctree):
+    if pagename.startswith("notebooks/") and "header_buttons" in context:
+        _rewrite(context["header_buttons"], "/notebooks/", "/colab/")
+
+
+def _download_colab_edition(app, exception):
+    if exception is not None or app.builder.name != "html":
+        return
+    colab = Path(app.srcdir) / "colab"
+    sources = Path(app.outdir) / "_sources" / "notebooks"
+    if not (colab.is_dir() and sources.is_dir()):
+        return
+    for page in sources.glob("*.ipynb"):
+        edition = colab / page.name
+        if edition.exists():
+            shutil.copyfile(edition, page)
+
+
+def setup(app):
+    app.connect("html-page-context", _launch_colab_edition, priority=600)
+    app.connect("build-finished", _download_colab_edition)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -1,0 +1,89 @@
+"""The course on machines other than this one: another kind of CPU, and a fresh environment with the
+lowest PyTorch release the requirements allow (as on Colab, where only torch is preinstalled).
+
+Both are slow (minutes) and both run in CI, because `pytest` runs every test.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import papermill as pm
+import pytest
+
+from conftest import ROOT, SMOKE
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
+
+
+@pytest.mark.skipif(os.environ.get("ATEN_CPU_CAPABILITY") == "default", reason="this run already is the other CPU")
+def test_stored_outputs_hold_on_another_cpu_with_one_thread():
+    """nbval over every notebook as on a CPU without AVX2/AVX-512 kernels (ATEN_CPU_CAPABILITY=default)
+    and with one thread: the outputs compared must not depend on either (CONTRIBUTING.md)."""
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": "default", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "--no-header", *map(str, NOTEBOOKS)],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, "nbval with ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 failed:\n" + \
+        proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]
+
+
+def lowest_releases() -> dict[str, str]:
+    """torch and torchvision at the lowest release requirements.txt admits ("torch>=2.6" -> "2.6.0")."""
+    text = (ROOT / "requirements.txt").read_text()
+    found = {}
+    for name in ("torch", "torchvision"):
+        m = re.search(rf"^{name}>=([\d.]+)\s*$", text, flags=re.M)
+        assert m, f"requirements.txt must give {name} as a lower bound (name>=X.Y)"
+        version = m.group(1)
+        found[name] = version if version.count(".") == 2 else version + ".0"
+    return found
+
+
+@pytest.fixture(scope="module")
+def lowest_kernel(tmp_path_factory):
+    """A fresh venv with only the lowest torch and torchvision (and a kernel), registered as a Jupyter
+    kernel; the notebooks' own setup cell and install_extras bring everything else, as on Colab."""
+    root = tmp_path_factory.mktemp("lowest")
+    env_dir = root / "venv"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    pins = [f"{name}=={version}" for name, version in lowest_releases().items()]
+    proc = subprocess.run([str(python), "-m", "pip", "install", "-q", *pins, "ipykernel"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    kernels = root / "jupyter" / "kernels" / "course-lowest"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(json.dumps({
+        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "course (lowest torch)", "language": "python"}))
+    return root / "jupyter", python
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_chapter_runs_on_the_lowest_torch_in_a_fresh_environment(path, lowest_kernel, tmp_path, monkeypatch):
+    """Smoke-size parameters with another seed: the chapter runs to the end (hidden checks included)
+    on torch/torchvision at requirements.txt's lower bounds, helpers installed by the setup cell."""
+    jupyter_path, python = lowest_kernel
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("COURSE_REPO_URL", f"file://{ROOT}")
+    monkeypatch.setenv("PATH", os.path.dirname(python) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    parameters = {**SMOKE[path.stem], "seed": 1}
+    out = tmp_path / "out.ipynb"
+    pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="course-lowest",
+                        cwd=str(path.parent), progress_bar=False)
+    cells = json.loads(out.read_text())["cells"]
+    assert not [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if o["output_type"] == "error"]
+    versions = subprocess.run([str(python), "-c", "import torch, torchvision, helpers; "
+                               "print(torch.__version__, torchvision.__version__, helpers.__file__)"],
+                              capture_output=True, text=True, cwd=tmp_path)
+    torch_version, vision_version, helpers_file = versions.stdout.split()
+    assert torch_version.startswith(lowest_releases()["torch"]), versions.stdout
+    assert vision_version.startswith(lowest_releases()["torchvision"]), versions.stdout
+    assert str(ROOT) not in helpers_file, "helpers must come from the setup cell's install, not this checkout"
