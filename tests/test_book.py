@@ -50,4 +50,6 @@ def test_chapters_offer_their_notebook_for_download(site):
         html = (site / f"{page}.html").read_text(encoding="utf-8")
         href = re.search(r'href="([^"]*_sources/%s\.ipynb)"' % re.escape(page), html)
         assert href, f"{page}: no download link for the .ipynb"
-        assert (site / "_sources" / f"{page}.ipynb").exists()
+        downloaded = site / "_sources" / f"{page}.ipynb"
+        # the download is the Colab edition (plain Markdown, collapsed solutions), not the MyST source
+        assert downloaded.read_bytes() == (ROOT / "colab" / f"{page.split('/')[-1]}.ipynb").read_bytes(), page
