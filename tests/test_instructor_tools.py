@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +15,9 @@ import pytest
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
+_spec = importlib.util.spec_from_file_location("notebook_editions", ROOT / "scripts" / "notebook_editions.py")
+editions = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(editions)
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -47,17 +51,22 @@ def test_run_chapters_dry_run_plans_every_chapter():
 
 
 def split_solutions(path: Path) -> tuple[list[str], list[str]]:
-    """(solution texts, everything else: sources and outputs) of one notebook."""
+    """(solution texts, everything else: sources and outputs) of one notebook; a solution is a
+    `{solution}` block, or a gated solution's cells (their code and outputs included)."""
     solutions, rest = [], []
-    for c in json.loads(path.read_text())["cells"]:
+    cells = json.loads(path.read_text())["cells"]
+    inside = set(editions.solution_cells(cells))
+    for i, c in enumerate(cells):
         text = "".join(c["source"])
-        if c["cell_type"] == "markdown" and "{solution}" in text:
+        outputs = ["".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in c.get("outputs", [])]
+        if i in inside and not (c["cell_type"] == "markdown" and "{solution}" in text):
+            solutions += [text] + outputs
+        elif c["cell_type"] == "markdown" and "{solution}" in text:
             parts = re.split(r"(`{3,}\{solution\}.*?\n`{4}|```\{solution\}.*?\n```)", text, flags=re.S)
             solutions += [p for p in parts if "{solution}" in p]
             rest += [p for p in parts if "{solution}" not in p]
         else:
-            rest.append(text)
-            rest += ["".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in c.get("outputs", [])]
+            rest += [text] + outputs
     # directive syntax (```{solution} label, :class: dropdown) is not solution text
     return [re.sub(r"^(`{3,}.*|:\w+:.*)$", "", t, flags=re.M) for t in solutions], rest
 
