@@ -6,7 +6,11 @@ writes it to a file, which chapter 9 displays when it is ``data/gpu_benchmark.md
     .venv/bin/python benchmarks/gpu_benchmark.py --out data/gpu_benchmark.md      # on an NVIDIA GPU
     .venv/bin/python benchmarks/gpu_benchmark.py --quick                          # CPU smoke run, ~1 min
 
-The CNN is chapter 5's small CNN (two conv-BatchNorm-ReLU blocks), trained on the embedded MNIST
+The step-by-step speedrun of the same CNN (CUDA events, mean accuracy over seeds at a fixed step
+budget, ``torch.compile(mode="reduce-overhead")``) is ``benchmarks/speedrun.py``; this script keeps
+the raw throughput figures that ``data/gpu_benchmark.md`` records.
+
+The CNN is the CNN chapter's small CNN (``helpers.small_cnn``: two conv-BatchNorm-ReLU blocks), trained on the embedded MNIST
 split (4,000 train / 1,000 test). Its training pipelines, from naive to fast:
 
 1. ``DataLoader`` over CPU tensors (num_workers=0), a host-to-device copy per batch, float32;
@@ -25,7 +29,6 @@ import logging
 import platform
 import sys
 import time
-from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -40,18 +43,18 @@ import helpers
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
-def conv_bn_relu(c_in: int, c_out: int, kernel_size: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, kernel_size, bias=False), nn.BatchNorm2d(c_out), nn.ReLU())
+def small_cnn() -> nn.Module:
+    """The CNN chapter's small CNN, the one definition the course shares (helpers.small_cnn)."""
+    return helpers.small_cnn()
 
 
-def small_cnn(num_classes: int = 10, width: int = 16, p_drop: float = 0.2) -> nn.Module:
-    """Chapter 5's small CNN: (N, 1, 28, 28) -> (N, 10) logits."""
-    features = nn.Sequential(
-        conv_bn_relu(1, width, 5), nn.MaxPool2d(2),          # (N, 16, 12, 12)
-        conv_bn_relu(width, 2 * width, 5), nn.MaxPool2d(2),  # (N, 32, 4, 4)
-        nn.Flatten())                                        # (N, 512)
-    head = nn.Sequential(nn.Dropout(p_drop), nn.Linear(2 * width * 4 * 4, num_classes))
-    return nn.Sequential(OrderedDict(features=features, head=head))
+def set_tf32(enabled: bool) -> None:
+    """TF32 for float32 matmuls: the fp32_precision API of torch 2.9+, allow_tf32 before it."""
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32" if enabled else "ieee"
+    else:
+        matmul.allow_tf32 = enabled
 
 
 def sync(device: torch.device) -> None:
@@ -97,7 +100,7 @@ def matmul_table(device: torch.device, sizes: list[int], precisions: list[str], 
                 row.append("n/a")
                 continue
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
-            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"  # fp32 means true fp32 here
+            set_tf32(precision == "tf32")  # fp32 means true fp32 here
             a = torch.randn(n, n, device=device, dtype=dtype)
             b = torch.randn(n, n, device=device, dtype=dtype)
             # Timer synchronises CUDA around its measurements; blocked_autorange repeats until min_run_time.
@@ -106,7 +109,7 @@ def matmul_table(device: torch.device, sizes: list[int], precisions: list[str], 
             row.append(f"{2 * n**3 / seconds / 1e12:.2f}")
             print(f"  measured: n={n} {precision} {row[-1]} TFLOP/s", file=sys.stderr, flush=True)
         rows.append(row)
-    torch.backends.cuda.matmul.allow_tf32 = False
+    set_tf32(False)
     return markdown_table(["n"] + [f"{p} TFLOP/s" for p in precisions], rows)
 
 

@@ -17,7 +17,16 @@ shares them, on GPUs) and dropout masks differ, which would break that equality.
 
 Rank 0 alone prints, checkpoints (``--checkpoint``, resumable) and writes ``--out``: a file with the
 final weights (``model.module.state_dict()``) and the per-epoch metrics, loadable with
-``torch.load(path, weights_only=True)``.
+``torch.load(path, weights_only=True)``. Resuming is decided by rank 0 (does its checkpoint file
+exist?) and broadcast, so all processes take the same decision; every process then reads that file,
+so on several machines ``--checkpoint`` must be on a filesystem they share (NFS, Lustre...).
+With ``--dataset full``, only rank 0 downloads MNIST; the others wait at a barrier, then read the
+files it wrote (again: a shared filesystem, or the data already present on every machine).
+
+Not used here, worth knowing: ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` computes BatchNorm
+statistics over the global batch (an all-reduce per BatchNorm layer) instead of per process, and
+``with model.no_sync():`` skips DDP's gradient all-reduce for the backward passes of gradient
+accumulation, letting the gradients add up locally until the last micro-batch.
 """
 from __future__ import annotations
 
@@ -61,17 +70,42 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup(preferred: str | None) -> tuple[int, int, torch.device]:
-    """Join the process group when started by torchrun; return (rank, world_size, device)."""
-    rank, world_size = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    """Join the process group under torchrun; return (rank, world_size, device)."""
+    rank = int(os.environ.get("RANK", 0))
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = helpers.get_device(preferred)
     if device.type == "cuda":
-        device = torch.device("cuda", local_rank)  # one GPU per process, numbered within the node
+        device = torch.device("cuda", local_rank)  # one GPU per process
         torch.cuda.set_device(device)
     if world_size > 1:
-        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors (and anywhere).
+        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, world_size, device
+
+
+def load_data(dataset: str, rank: int):
+    """Return (train_ds, test_ds); rank 0 downloads before the others read."""
+    if dist.is_initialized() and rank != 0:
+        dist.barrier()  # wait for rank 0: processes writing one folder corrupt it
+    datasets = helpers.mnist_datasets(dataset)
+    if dist.is_initialized() and rank == 0:
+        dist.barrier()  # release the others
+    return datasets
+
+
+def should_resume(checkpoint: Path | None, device: torch.device) -> bool:
+    """Rank 0's answer to "does the checkpoint exist?", broadcast to every process.
+
+    If each process asked for itself, they could disagree (a file rank 0 is still
+    writing, a node that does not see rank 0's disk): some would resume and others
+    start over, giving different weights or a hang in the first collective.
+    """
+    exists = checkpoint is not None and checkpoint.exists()
+    decision = torch.tensor([int(exists)], device=device)
+    if dist.is_initialized():
+        dist.broadcast(decision, src=0)
+    return bool(decision.item())
 
 
 def all_sum(values: list[float], device: torch.device) -> list[float]:
@@ -83,9 +117,9 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
 
 
 def train_epoch(model, loader, loss_fn, optimizer, device) -> dict:
-    """One pass over this process's shard; return loss and accuracy over the global epoch."""
+    """One pass over this process's shard; return global loss and accuracy."""
     model.train()
-    stats = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, examples
+    stats = torch.zeros(3, dtype=torch.float64, device=device)  # loss sum, correct, n
     for x, y in loader:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -93,7 +127,7 @@ def train_epoch(model, loader, loss_fn, optimizer, device) -> dict:
         loss = loss_fn(logits, y)     # mean over the local batch
         loss.backward()               # DDP all-reduces (averages) the gradients here
         optimizer.step()              # identical update on every process
-        stats[0] += loss.detach() * len(y)  # no .item(): the sums stay on the device, no sync per batch
+        stats[0] += loss.detach() * len(y)  # no .item(): the sums stay on the device
         stats[1] += (logits.argmax(1) == y).sum()
         stats[2] += len(y)
     loss_sum, correct, n = all_sum(stats.tolist(), device)
@@ -117,7 +151,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     rank, world_size, device = setup(args.device)
     helpers.set_seed(args.seed)
-    train_ds, test_ds = helpers.mnist_datasets(args.dataset)
+    train_ds, test_ds = load_data(args.dataset, rank)
     x_train, y_train = train_ds.tensors
     if args.train_examples is not None:
         x_train, y_train = x_train[:args.train_examples], y_train[:args.train_examples]
@@ -135,7 +169,12 @@ def main(argv=None) -> None:
     net = lenet().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     history, start = helpers.History(), 0
-    if args.checkpoint is not None and args.checkpoint.exists():  # every process resumes from rank 0's file
+    if should_resume(args.checkpoint, device):  # rank 0 decides; every process then loads rank 0's file
+        if not args.checkpoint.exists():
+            raise FileNotFoundError(f"rank {rank}: rank 0 resumes from {args.checkpoint}, which this process "
+                                    "cannot see; --checkpoint must be on a filesystem all machines share")
+        # helpers.load_checkpoint reads the file with map_location="cpu"; load_state_dict then copies
+        # each tensor into the parameters, which already live on this process's device
         state = helpers.load_checkpoint(args.checkpoint, net, optimizer, restore_rng=False)
         history, start = helpers.History.from_dict(state["history"]), state["epoch"]
         if rank == 0:
@@ -144,9 +183,10 @@ def main(argv=None) -> None:
     model = DDP(net, device_ids=[device.index] if device.type == "cuda" else None) if world_size > 1 else net
     loss_fn = nn.CrossEntropyLoss()
     if rank == 0:
-        print(f"world size {world_size}, backend {dist.get_backend() if dist.is_initialized() else 'none'}, "
-              f"device {device.type}, batch {args.batch_size} per process = {args.batch_size * world_size} global, "
-              f"{len(loader)} steps per epoch", flush=True)
+        backend = dist.get_backend() if dist.is_initialized() else "none"
+        print(f"world size {world_size}, backend {backend}, {device.type}, batch {args.batch_size} "
+              f"per process = {args.batch_size * world_size} global, {len(loader)} steps/epoch",
+              flush=True)
     for epoch in range(start + 1, args.epochs + 1):
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
         t0 = time.perf_counter()

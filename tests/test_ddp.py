@@ -1,4 +1,5 @@
-"""scripts/train_ddp.py: 2 processes (torchrun, gloo, CPU) train exactly like 1 process with the same global batch."""
+"""scripts/train_ddp.py: 2 processes (torchrun, gloo, CPU) train exactly like 1 process with the same global batch;
+rank 0 downloads before the others read, and its resume decision is broadcast."""
 from __future__ import annotations
 
 import subprocess
@@ -67,3 +68,61 @@ def test_the_comparison_notices_a_different_global_batch(single, tmp_path):
     # The tolerance is not vacuous: the same data and seed with global batch 32 instead of 64 is far outside it.
     _, other = train(tmp_path / "b32.pt", nproc=1, batch_size=32)
     assert max_weight_difference(single[1], other) > 100 * TOLERANCE
+
+
+# A driver run under torchrun by the next test: it imports the script, replaces the data loading by a
+# slow fake "download" that logs when it starts and ends, and asks each rank whether to resume from
+# a checkpoint that only rank 0 is told about (rank 1 gets a path that does not exist).
+PROBE = r'''
+import importlib.util, json, os, sys, time
+from pathlib import Path
+import torch.distributed as dist
+spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
+train_ddp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ddp)
+out = Path(sys.argv[2])
+rank, world_size, device = train_ddp.setup("cpu")
+
+def fake_datasets(dataset):
+    start = time.time()
+    if rank == 0:
+        time.sleep(1.0)          # a slow download
+    return {"start": start, "end": time.time(), "dataset": dataset}
+
+train_ddp.helpers.mnist_datasets = fake_datasets
+log = train_ddp.load_data("full", rank)
+ckpt = out / ("exists.pt" if rank == 0 else "missing.pt")
+if rank == 0:
+    ckpt.write_bytes(b"x")
+log["resume"] = train_ddp.should_resume(ckpt, device)
+log["resume_none"] = train_ddp.should_resume(None, device)
+(out / f"rank{rank}.json").write_text(json.dumps(log))
+dist.destroy_process_group()
+'''
+
+
+def test_rank_0_downloads_first_and_its_resume_decision_is_broadcast(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    proc = subprocess.run([*torchrun(), "--standalone", "--nproc_per_node=2", str(probe), str(SCRIPT), str(tmp_path)],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    import json
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank0["dataset"] == rank1["dataset"] == "full"
+    # rank 1 starts reading only after rank 0 has finished its (1 s) download
+    assert rank1["start"] >= rank0["end"] - 0.05, (rank0, rank1)
+    # rank 1 cannot see a checkpoint, rank 0 can: both follow rank 0
+    assert rank0["resume"] is True and rank1["resume"] is True
+    assert rank0["resume_none"] is False and rank1["resume_none"] is False
+
+
+def test_a_rank_that_cannot_see_rank_0s_checkpoint_stops_with_a_clear_error(tmp_path, monkeypatch):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_ddp_probe", SCRIPT)
+    train_ddp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_ddp)
+    monkeypatch.setattr(train_ddp, "should_resume", lambda checkpoint, device: True)  # "rank 0 has one"
+    with pytest.raises(FileNotFoundError, match="shared|share"):
+        train_ddp.main(["--device", "cpu", "--train-examples", "128", "--epochs", "1", "--threads", "1",
+                        "--checkpoint", str(tmp_path / "not-here.pt")])
