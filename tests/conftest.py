@@ -30,8 +30,8 @@ SMOKE = {
     "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, max_batches=3),
     "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2, window=10, horizon=5),
     "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3, vae_latent_dim=3, noise_std=0.3),
-    "08_attention": dict(max_batches=3),
-    "09_training_fast": dict(epochs=1, max_batches=3, ddp_epochs=1, ddp_train_examples=256),
+    "08_attention": dict(epochs=1, cnn_epochs=1, max_batches=3, gpt_steps=5),
+    "09_training_fast": dict(epochs=1, max_batches=3, n_seeds=1, ddp_epochs=1, ddp_train_examples=256),
     "10_deploy": dict(epochs=1, max_batches=3),
     "pitfalls": dict(epochs=1, batch_size=31),
 }
