@@ -12,7 +12,7 @@ import torch
 from .data import data_dir
 from .device import get_device
 
-MIN_TORCH = (2, 6)
+MIN_TORCH = (2, 7)
 
 
 def _version(module: str) -> str | None:
@@ -43,7 +43,7 @@ def doctor(*, verbose: bool = True) -> dict:
     advice = []
     if tuple(int(p) for p in torch.__version__.split(".")[:2]) < MIN_TORCH:
         advice.append(f"torch {torch.__version__} is older than {'.'.join(map(str, MIN_TORCH))}: "
-                      "pip install -U 'torch>=2.6' torchvision")
+                      "pip install -U 'torch>=2.7' torchvision")
     if facts["torchvision"] is None:
         advice.append("torchvision is missing: pip install torchvision (the version that matches your torch)")
     if not facts["embedded_data"]:
