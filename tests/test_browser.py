@@ -101,7 +101,9 @@ def test_chapter_shows_outputs_figures_colab_button_and_hidden_solutions(browser
     visit = Visit(browser, f"{served}/{page}.html")
     pg = visit.page
     assert pg.locator(".cell_output").count() >= 5, "the chapter's stored outputs are not on the page"
-    assert pg.locator(".cell_output img").count() >= 1, "the chapter's figures are not on the page"
+    source = (ROOT / f"{page}.ipynb").read_text()
+    if '"image/png"' in source:  # a chapter with figures (chapter 10 has none) shows them
+        assert pg.locator(".cell_output img").count() >= 1, "the chapter's figures are not on the page"
     colab = pg.locator("a[href*='colab.research.google.com']").first.get_attribute("href")
     # Colab opens the Colab edition (colab/, plain Markdown), not the MyST source in notebooks/
     assert colab.endswith(f"/blob/main/colab/{Path(page).name}.ipynb"), colab
