@@ -10,7 +10,7 @@ import sys
 
 DIST = "pytorch-course-helpers"
 # import name of each distribution whose import name differs from its pip name
-IMPORT_NAMES = {"python-multipart": "multipart", "onnxruntime": "onnxruntime", "pillow": "PIL"}
+IMPORT_NAMES = {"python-multipart": "multipart", "pillow": "PIL"}
 
 
 def extra_requirements(name: str) -> list[str]:
