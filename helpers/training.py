@@ -163,8 +163,11 @@ def _summary(loss_sum: float, correct: int | None, n: int) -> dict:
 
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device=None, *,
                 max_batches: int | None = None, grad_clip: float | None = None, progress: bool = False,
-                epoch: int = 1, amp_dtype: torch.dtype | None = None, scaler=None) -> dict:
+                epoch: int = 1, amp_dtype: torch.dtype | None = None, scaler=None, scheduler=None) -> dict:
     """Train for one pass over ``loader``; return ``{"loss", "acc", "n"}`` averaged per example.
+
+    ``scheduler``, if given, is stepped after every optimizer step (a per-batch schedule such as
+    ``OneCycleLR`` with ``total_steps = epochs * len(loader)``).
 
     ``amp_dtype`` (torch.bfloat16 or torch.float16) runs forward and loss under ``torch.autocast``;
     float16 also needs a ``torch.amp.GradScaler`` as ``scaler`` (``fit`` makes one).
@@ -197,6 +200,8 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
                 nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             scaler.step(optimizer)
             scaler.update()
+        if scheduler is not None:
+            scheduler.step()
         totals.add(loss, output, y, keep=True)
     result = totals.summary()
     if not math.isfinite(result["loss"]):
@@ -238,16 +243,25 @@ def _check_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer) -> None
 def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.optim.Optimizer, *,
         epochs: int, device=None, scheduler=None, grad_clip: float | None = None,
         max_batches: int | None = None, checkpoint: str | Path | None = None, progress: bool = True,
-        verbose: bool = True, amp_dtype: torch.dtype | None = None) -> History:
+        verbose: bool = True, amp_dtype: torch.dtype | None = None,
+        scheduler_step: str = "epoch") -> History:
     """Train for ``epochs`` epochs, evaluating on ``val_loader`` (may be None) after each; return the History.
 
     ``max_batches`` limits every epoch to that many batches (a quick run). With ``checkpoint``,
     the full training state is saved after every epoch, and a later call with the same path
     resumes from it, ending with the same weights as a run that was never interrupted.
     ``amp_dtype=torch.bfloat16`` (or ``torch.float16``, with a gradient scaler) turns on mixed precision.
+    ``scheduler_step="batch"`` steps ``scheduler`` after every batch instead of after every epoch
+    (``History.lr`` still records the learning rate at the start of each epoch).
     """
     if not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"epochs must be an int >= 1, got {epochs!r}")
+    if scheduler_step not in ("epoch", "batch"):
+        raise ValueError(f"scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}")
+    per_batch = scheduler is not None and scheduler_step == "batch"
+    if per_batch and isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+        raise ValueError("ReduceLROnPlateau reacts to the validation loss, known once per epoch: "
+                         "use scheduler_step='epoch' with it")
     if amp_dtype not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
     device = get_device() if device is None else torch.device(device)
@@ -262,14 +276,15 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
             print(f"resumed from {checkpoint} after epoch {start}")
     for epoch in range(start + 1, epochs + 1):
         t0 = time.perf_counter()
+        lr_at_start = optimizer.param_groups[0]["lr"]
         train = train_epoch(model, train_loader, loss_fn, optimizer, device, max_batches=max_batches,
                             grad_clip=grad_clip, progress=progress, epoch=epoch, amp_dtype=amp_dtype,
-                            scaler=scaler)
+                            scaler=scaler, scheduler=scheduler if per_batch else None)
         val = (evaluate(model, val_loader, loss_fn, device, max_batches=max_batches, progress=progress,
                         amp_dtype=amp_dtype)
                if val_loader is not None else {"loss": math.nan, "acc": math.nan})
-        history.lr.append(optimizer.param_groups[0]["lr"])
-        if scheduler is not None:
+        history.lr.append(lr_at_start)
+        if scheduler is not None and not per_batch:
             is_plateau = isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau)
             scheduler.step(val["loss"]) if is_plateau else scheduler.step()
         for key, value in (("train_loss", train["loss"]), ("train_acc", train["acc"]),

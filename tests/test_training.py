@@ -101,6 +101,32 @@ def test_scheduler_steps_each_epoch_and_lr_is_recorded(blobs):
     assert history.lr == pytest.approx([0.1, 0.05, 0.025])
 
 
+def test_scheduler_can_step_after_every_batch(blobs):
+    train, val = blobs
+    model = tiny_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    steps = 3 * len(train)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=0.1, total_steps=steps)
+    history = helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=3, device="cpu",
+                          scheduler=sched, scheduler_step="batch", progress=False, verbose=False)
+    assert sched.last_epoch == steps            # one step per batch, none per epoch
+    assert history.lr[0] == pytest.approx(0.1 / 25)   # OneCycleLR's initial lr, recorded at epoch start
+    assert history.lr[1] > history.lr[0]
+
+
+def test_scheduler_step_refuses_bad_values(blobs):
+    train, val = blobs
+    model = tiny_mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="scheduler_step must be 'epoch' or 'batch'"):
+        helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=1, device="cpu",
+                    scheduler_step="step", progress=False, verbose=False)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt)
+    with pytest.raises(ValueError, match="ReduceLROnPlateau"):
+        helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=1, device="cpu",
+                    scheduler=plateau, scheduler_step="batch", progress=False, verbose=False)
+
+
 def test_fit_prints_one_reproducible_line_per_epoch(blobs, capsys):
     train, val = blobs
     model = tiny_mlp()
