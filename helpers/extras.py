@@ -14,13 +14,24 @@ IMPORT_NAMES = {"python-multipart": "multipart", "pillow": "PIL"}
 
 
 def extra_requirements(name: str) -> list[str]:
-    """The requirement strings (``"onnx>=1.17"``) of the course package's extra ``name``."""
+    """The requirement strings (``"onnx>=1.17"``) of the course package's extra ``name`` that apply here.
+
+    A requirement with an environment marker (``uvloop; sys_platform != 'win32'``) is left out where
+    its marker is false, so nothing tries to install uvloop on Windows.
+    """
+    from packaging.requirements import Requirement  # a dependency of matplotlib, so always here
+
     requires = importlib.metadata.requires(DIST) or []
-    marker = re.compile(r";\s*extra\s*==\s*['\"]([^'\"]+)['\"]")
-    found = [r.split(";")[0].strip() for r in requires if (m := marker.search(r)) and m.group(1) == name]
-    if not found:
-        extras = sorted({m.group(1) for r in requires if (m := marker.search(r))})
+    marker = re.compile(r"extra\s*==\s*['\"]([^'\"]+)['\"]")
+    extras = sorted({m.group(1) for r in requires for m in marker.finditer(r)})
+    if name not in extras:
         raise ValueError(f"the course package has no extra {name!r}; its extras are {', '.join(extras)}")
+    found = []
+    for line in requires:
+        req = Requirement(line)
+        if req.marker is not None and req.marker.evaluate({"extra": name}):
+            found.append(req.name + (f"[{','.join(sorted(req.extras))}]" if req.extras else "")
+                         + str(req.specifier))
     return found
 
 

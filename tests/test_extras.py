@@ -30,3 +30,11 @@ def test_a_missing_package_is_pip_installed(monkeypatch):
     installed = helpers.install_extras("interpret")
     assert installed == [r for r in extras.extra_requirements("interpret") if r.startswith("captum")]
     assert calls and calls[0][1:4] == ["-m", "pip", "install"] and installed[0] in calls[0]
+
+
+def test_a_requirement_whose_marker_is_false_here_is_left_out(monkeypatch):
+    requires = ["onnx>=1.17; extra == 'deploy'",
+                "uvloop>=0.19; sys_platform == 'no-such-platform' and extra == 'deploy'",
+                "httptools>=0.6; sys_platform != 'no-such-platform' and extra == 'deploy'"]
+    monkeypatch.setattr(extras.importlib.metadata, "requires", lambda dist: requires)
+    assert extras.extra_requirements("deploy") == ["onnx>=1.17", "httptools>=0.6"]

@@ -146,6 +146,15 @@ def test_bounded_load_run_has_zero_errors(service, digits, kind):
     assert proc.poll() is None
 
 
+def test_the_load_generator_counts_refused_requests_as_failures(service):
+    url, proc = service
+    bench = load_generator()
+    bad = [{"content": b"[1, 2", "headers": {"content-type": "application/json"}}]
+    result = asyncio.run(bench.load(url, bad, n=40, concurrency=4))
+    assert result["failures"] == 40 and result["first_failure"].startswith("400 ")
+    assert proc.poll() is None
+
+
 def test_running_stops_the_process_by_pid_and_frees_the_port(onnx_path):
     port = serve.free_port()
     with serve.running(onnx_path, port=port) as (url, proc):
