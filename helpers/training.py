@@ -163,7 +163,8 @@ def _summary(loss_sum: float, correct: int | None, n: int) -> dict:
 
 def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimizer, device=None, *,
                 max_batches: int | None = None, grad_clip: float | None = None, progress: bool = False,
-                epoch: int = 1, amp_dtype: torch.dtype | None = None, scaler=None, scheduler=None) -> dict:
+                epoch: int = 1, amp_dtype: torch.dtype | None = None, scaler=None,
+                scheduler=None) -> dict:
     """Train for one pass over ``loader``; return ``{"loss", "acc", "n"}`` averaged per example.
 
     ``scheduler``, if given, is stepped after every optimizer step (a per-batch schedule such as
