@@ -23,7 +23,8 @@ def main(paths: list[str]) -> None:
     notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
         (ROOT / "book").glob("*.ipynb"))
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"load average {os.getloadavg()[0]:.1f} (a busy machine inflates every time)")
     total = 0.0
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
@@ -32,7 +33,7 @@ def main(paths: list[str]) -> None:
         seconds = time.perf_counter() - start
         total += seconds
         print(f"{path.relative_to(ROOT)}: {seconds:.1f} s", flush=True)
-    print(f"total: {total:.1f} s")
+    print(f"total: {total:.1f} s; load average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
