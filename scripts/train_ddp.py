@@ -31,6 +31,7 @@ accumulation, letting the gradients add up locally until the last micro-batch.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import time
 from pathlib import Path
@@ -207,6 +208,11 @@ def main(argv=None) -> None:
         torch.save({"model": {k: v.cpu() for k, v in unwrapped.state_dict().items()}, "history": history.to_dict(),
                     "world_size": world_size, "global_batch": args.batch_size * world_size}, args.out)
     if dist.is_initialized():
+        # Release DDP, which holds the process group, before destroying the group: Gloo's worker
+        # threads are then joined here and not during interpreter shutdown (a 2-process run on
+        # torch 2.7.0 once aborted at its end with "terminate called without an active exception").
+        del model
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import venv
+import warnings
 from pathlib import Path
 
 import papermill as pm
@@ -18,6 +19,7 @@ import pytest
 
 from conftest import ROOT, SMOKE
 
+TEARDOWN_ABORT = "terminate called without an active exception"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
 
 
@@ -76,8 +78,17 @@ def test_chapter_runs_on_the_lowest_torch_in_a_fresh_environment(path, lowest_ke
     monkeypatch.delenv("PYTHONPATH", raising=False)
     parameters = {**SMOKE[path.stem], "seed": 1}
     out = tmp_path / "out.ipynb"
-    pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="course-lowest",
-                        cwd=str(path.parent), progress_bar=False)
+    for attempt in (1, 2):
+        try:
+            pm.execute_notebook(str(path), str(out), parameters=parameters, kernel_name="course-lowest",
+                                cwd=str(path.parent), progress_bar=False)
+            break
+        except pm.PapermillExecutionError as err:
+            # Known upstream teardown crash of torch 2.7.0's Gloo (seen once in many 2-process torchrun
+            # runs): retried once, and only this; any other error, or the crash twice, fails the test.
+            if attempt == 2 or TEARDOWN_ABORT not in str(err):
+                raise
+            warnings.warn(f"{path.stem}: torchrun's worker aborted at teardown on the lowest torch; retrying once")
     cells = json.loads(out.read_text())["cells"]
     assert not [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if o["output_type"] == "error"]
     versions = subprocess.run([str(python), "-c", "import torch, torchvision, helpers; "
