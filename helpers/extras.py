@@ -21,17 +21,15 @@ def extra_requirements(name: str) -> list[str]:
     """
     from packaging.requirements import Requirement  # a dependency of matplotlib, so always here
 
-    requires = importlib.metadata.requires(DIST) or []
-    marker = re.compile(r"extra\s*==\s*['\"]([^'\"]+)['\"]")
-    extras = sorted({m.group(1) for r in requires for m in marker.finditer(r)})
+    extras = importlib.metadata.metadata(DIST).get_all("Provides-Extra") or []
     if name not in extras:
-        raise ValueError(f"the course package has no extra {name!r}; its extras are {', '.join(extras)}")
+        raise ValueError(f"the course package has no extra {name!r}; its extras are {', '.join(sorted(extras))}")
     found = []
-    for line in requires:
+    for line in importlib.metadata.requires(DIST) or []:
         req = Requirement(line)
         if req.marker is not None and req.marker.evaluate({"extra": name}):
-            found.append(req.name + (f"[{','.join(sorted(req.extras))}]" if req.extras else "")
-                         + str(req.specifier))
+            req.marker = None  # "uvloop>=0.19", extras kept: "pytorch-course-helpers[deploy,...]"
+            found.append(str(req))
     return found
 
 
