@@ -17,11 +17,12 @@ import torch
 from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import course  # noqa: E402  (the chapter list, stated once)
 
 
 def main(paths: list[str]) -> None:
-    notebooks = [Path(p).resolve() for p in paths] or sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
-        (ROOT / "book").glob("*.ipynb"))
+    notebooks = [Path(p).resolve() for p in paths] or course.notebooks()
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
           f"load average {os.getloadavg()[0]:.1f} (a busy machine inflates every time)")

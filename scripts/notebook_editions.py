@@ -21,6 +21,8 @@ import re
 import sys
 from pathlib import Path
 
+import course  # scripts/course.py: the chapter list, stated once
+
 ROOT = Path(__file__).resolve().parents[1]
 COLAB_DIR = ROOT / "colab"
 FENCE = r"(?P<fence>`{3,}|:{3,})"
@@ -169,7 +171,7 @@ def colab_edition(nb: dict, chapter: str) -> dict:
 
 
 def chapter_notebooks() -> list[Path]:
-    return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    return course.chapters()
 
 
 def colab_files() -> dict[Path, str]:
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(text, encoding="utf-8")
         print(f"wrote {len(files)} notebooks to {COLAB_DIR}")
         return 0
-    for path in chapter_notebooks() + sorted((ROOT / "book").glob("*.ipynb")):
+    for path in course.notebooks():
         target = args.out / path.relative_to(ROOT)
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(dump(student_edition(load(path))), encoding="utf-8")

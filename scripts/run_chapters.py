@@ -16,12 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+import course  # scripts/course.py: the chapter list, stated once
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 
 
 def chapters(selection: list[str]) -> list[Path]:
-    available = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    available = course.chapters()
     if selection == ["all"]:
         return available
     chosen = []

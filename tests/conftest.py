@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))  # course.py: the chapter list and the lowest torch, stated once
 
 # Smoke-size parameters of every notebook (an instructor's quick run): the papermill tests run each
 # chapter with them, on the full-data path, with other valid values and on the lowest torch release.

@@ -1,17 +1,12 @@
 """The site builds from the stored outputs with every Sphinx warning treated as an error."""
 import re
 
-import yaml
+import pytest
 
 from conftest import ROOT
+from course import toc_files as toc_pages
 
-
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    pages = [toc["root"]]
-    for part in toc["parts"]:
-        pages += [chapter["file"] for chapter in part["chapters"]]
-    return pages
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 def test_every_toc_page_is_built_with_offline_math(site):

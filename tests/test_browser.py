@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ROOT
+import course
+from course import toc_files as toc_pages
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -23,12 +24,8 @@ ALLOWED_CONSOLE = (re.compile(r"invalid theme mode", re.I), re.compile(r"^Failed
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 
 
-def toc_pages() -> list[str]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    return [toc["root"]] + [c["file"] for part in toc["parts"] for c in part["chapters"]]
-
-
-CHAPTERS = [p for p in toc_pages() if re.match(r"notebooks/\d\d_", p)]
+CHAPTERS = [str(p.relative_to(ROOT).with_suffix("")) for p in course.chapters()]
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,8 @@ import sysconfig
 import venv
 from pathlib import Path
 
+import pytest
+
 from conftest import ROOT
 
 
@@ -22,6 +24,8 @@ def setup_cell() -> str:
     return "".join(next(c for c in nb["cells"] if c["cell_type"] == "code")["source"])
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_setup_cell_installs_helpers_and_keeps_torch(tmp_path):
     env_dir = tmp_path / "colab"
     venv.create(env_dir, with_pip=True)
@@ -53,3 +57,35 @@ def test_setup_cell_installs_helpers_and_keeps_torch(tmp_path):
 
     again = run(setup_cell() + "\nprint('second run: nothing to install')")
     assert again.returncode == 0 and "nothing to install" in again.stdout
+
+    # a learner's own helpers.py beside the notebook, on Colab after the install: one message naming it
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "helpers.py").write_text("def fit(): pass\n")
+    shadowed = subprocess.run([python, "-c", setup_cell()], cwd=tmp_path / "mine", env=env, capture_output=True,
+                              text=True)
+    assert shadowed.returncode != 0
+    assert f"ImportError: 'import helpers' finds {tmp_path / 'mine' / 'helpers.py'}, not the course's package" \
+        in shadowed.stderr, shadowed.stderr[-2000:]
+
+
+@pytest.mark.parametrize("shadow", ["helpers.py", "helpers/__init__.py", "helpers/utils.py"],
+                         ids=["module", "package", "namespace-folder"])
+def test_setup_cell_names_a_learners_helpers_that_shadows_the_course_package(tmp_path, shadow):
+    """Locally (the course package installed), a learner's helpers.py or helpers/ folder beside the notebook
+    wins the import; the setup cell stops with one message that names it instead of failing later."""
+    (tmp_path / shadow).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / shadow).write_text("def fit(): pass\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", setup_cell()], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode != 0
+    found = tmp_path / shadow if shadow != "helpers/utils.py" else tmp_path / "helpers"
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == (f"ImportError: 'import helpers' finds {found}, not the course's package: rename that file or "
+                    "folder, then restart the kernel"), proc.stderr[-2000:]
+
+
+def test_setup_cell_passes_where_helpers_is_the_course_package(tmp_path):
+    proc = subprocess.run([sys.executable, "-c", setup_cell() + "\nimport helpers; print(helpers.__file__)"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == str(ROOT / "helpers" / "__init__.py")

@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 
+import course
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent
 _spec = importlib.util.spec_from_file_location("notebook_editions", ROOT / "scripts" / "notebook_editions.py")
 editions = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(editions)
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = course.chapters()
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
@@ -79,7 +80,7 @@ def solution_only_words() -> dict[str, str]:
     """Words (6+ letters) that appear in some solution and nowhere else in the book -> the notebook."""
     everything_else = words([p.read_text() for p in (ROOT / "book").glob("*.md")])
     per_notebook = {}
-    for path in NOTEBOOKS + sorted((ROOT / "book").glob("*.ipynb")):
+    for path in course.notebooks():
         solutions, rest = split_solutions(path)
         everything_else |= words(rest)
         per_notebook[path.name] = words(solutions)

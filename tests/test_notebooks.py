@@ -9,9 +9,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-CHAPTERS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-ALL_NOTEBOOKS = CHAPTERS + sorted((ROOT / "book").glob("*.ipynb"))
+import course
+from conftest import ROOT
+
+CHAPTERS = course.chapters()
+ALL_NOTEBOOKS = course.notebooks()
 MNIST_USERS = ("mnist_loaders", "mnist_datasets", "load_mnist_arrays")
 
 
@@ -27,8 +29,10 @@ def tags(cell: dict) -> list[str]:
     return cell.get("metadata", {}).get("tags", [])
 
 
-def test_there_are_chapters():
-    assert len(CHAPTERS) >= 2
+def test_the_toc_lists_every_notebook_and_the_ten_chapters_in_order():
+    on_disk = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
+    assert sorted(ALL_NOTEBOOKS) == sorted(on_disk), "every notebook must be in _toc.yml (and only those)"
+    assert [p.stem[:2] for p in CHAPTERS] == [f"{n:02d}" for n in range(1, 11)], [p.stem for p in CHAPTERS]
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
@@ -51,8 +55,11 @@ def test_setup_cell_is_the_shared_one_and_points_at_the_repository(path):
     assert source(first_code) == reference, "copy the setup cell from 01_tensors.ipynb unchanged"
     repo_url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
     assert f'"{repo_url}"' in reference, "the setup cell's REPO_URL must be _config.yml's repository.url"
-    assert 'find_spec("helpers") is None' in reference, "install only when helpers is missing"
+    assert '"pytorch-course-helpers" not in dists' in reference, \
+        "install only when the course's distribution is missing (not when any 'helpers' module is)"
     assert '"torch' not in reference, "never (re)install torch: Colab's own build must stay"
+    lowest = course.lowest_releases()["torch"].removesuffix(".0")
+    assert f"torch >= {lowest} is kept" in reference, f"the setup cell must name pyproject's bound torch >= {lowest}"
 
 
 @pytest.mark.parametrize("path", ALL_NOTEBOOKS, ids=lambda p: p.name)
@@ -89,12 +96,6 @@ def test_dataset_parameter_is_wired_to_the_data_helpers(path):
     assert re.search(r'^dataset = "embedded"', params, re.M), "default dataset must be the embedded one"
     for name, args in calls:
         assert "dataset" in args, f"helpers.{name}({args}) ignores the dataset parameter"
-
-
-def test_chapters_are_all_in_the_table_of_contents():
-    toc = (ROOT / "_toc.yml").read_text()
-    for path in ALL_NOTEBOOKS:
-        assert f"{path.parent.name}/{path.stem}" in toc
 
 
 # ---- the conventions of CONTRIBUTING.md that every notebook follows ---------------------------------

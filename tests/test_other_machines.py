@@ -17,13 +17,17 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
+import course
 from conftest import ROOT, SMOKE
+from course import lowest_releases
 
 TEARDOWN_ABORT = "terminate called without an active exception"
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
+NOTEBOOKS = course.notebooks()
+pytestmark = [pytest.mark.slow, pytest.mark.other_machines]
 
 
 @pytest.mark.skipif(os.environ.get("ATEN_CPU_CAPABILITY") == "default", reason="this run already is the other CPU")
+@pytest.mark.timeout(1800)
 def test_stored_outputs_hold_on_another_cpu_with_one_thread():
     """nbval over every notebook as on a CPU without AVX2/AVX-512 kernels (ATEN_CPU_CAPABILITY=default)
     and with one thread: the outputs compared must not depend on either (CONTRIBUTING.md)."""
@@ -33,18 +37,6 @@ def test_stored_outputs_hold_on_another_cpu_with_one_thread():
     assert proc.returncode == 0, "nbval with ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 failed:\n" + \
         proc.stdout[-6000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout), proc.stdout[-2000:]
-
-
-def lowest_releases() -> dict[str, str]:
-    """torch and torchvision at the lowest release requirements.txt admits ("torch>=2.6" -> "2.6.0")."""
-    text = (ROOT / "requirements.txt").read_text()
-    found = {}
-    for name in ("torch", "torchvision"):
-        m = re.search(rf"^{name}>=([\d.]+)\s*$", text, flags=re.M)
-        assert m, f"requirements.txt must give {name} as a lower bound (name>=X.Y)"
-        version = m.group(1)
-        found[name] = version if version.count(".") == 2 else version + ".0"
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -67,10 +59,11 @@ def lowest_kernel(tmp_path_factory):
     return root / "jupyter", python
 
 
+@pytest.mark.timeout(1200)  # the first one also builds the fresh environment
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_chapter_runs_on_the_lowest_torch_in_a_fresh_environment(path, lowest_kernel, tmp_path, monkeypatch):
     """Smoke-size parameters with another seed: the chapter runs to the end (hidden checks included)
-    on torch/torchvision at requirements.txt's lower bounds, helpers installed by the setup cell."""
+    on torch/torchvision at pyproject.toml's lower bounds, helpers installed by the setup cell."""
     jupyter_path, python = lowest_kernel
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
     monkeypatch.setenv("COURSE_REPO_URL", f"file://{ROOT}")

@@ -10,9 +10,10 @@ from pathlib import Path
 import papermill as pm
 import pytest
 
-from conftest import SMOKE, make_fake_mnist
+import course
+from conftest import ROOT, SMOKE, make_fake_mnist
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture(autouse=True)
@@ -55,13 +56,13 @@ def test_full_dataset_path_runs_a_chapter_offline(tmp_path, monkeypatch):
     assert "torch.Size([60, 28, 28])" in out and "on 20 test digits" in out
 
 
-CHAPTERS = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+CHAPTERS = [p.stem for p in course.chapters()]
 MNIST_CHAPTERS = [c for c in CHAPTERS if c >= "03"]  # the chapters that train on MNIST
 QUICK_FULL = {c: SMOKE[c] for c in MNIST_CHAPTERS if c in SMOKE}
 
 
 def test_every_chapter_has_smoke_run_parameters():
-    missing = [c for c in CHAPTERS + ["pitfalls"] if c not in SMOKE]
+    missing = [p.stem for p in course.notebooks() if p.stem not in SMOKE]
     assert not missing, f"add the smoke-run parameters of {missing} to SMOKE in tests/conftest.py"
 
 
@@ -99,7 +100,7 @@ def out_of_range(rules: dict[str, ast.Call]) -> tuple[str, object]:
     return name, "not-a-valid-value"
 
 
-NOTEBOOK_PATHS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted((ROOT / "book").glob("*.ipynb"))
+NOTEBOOK_PATHS = course.notebooks()
 
 
 @pytest.mark.parametrize("path", NOTEBOOK_PATHS, ids=lambda p: p.stem)

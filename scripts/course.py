@@ -1,0 +1,51 @@
+"""The course's list of notebooks and its lowest supported releases, each stated in one place.
+
+Every script and test reads them from here: the chapters come from `_toc.yml` (reading order), the
+lowest torch/torchvision from the `dependencies` of `pyproject.toml`.
+
+    import course                       # scripts/ is on sys.path for tests, benchmarks and scripts
+    course.chapters()                   # [.../notebooks/01_tensors.ipynb, ...]
+    course.notebooks()                  # the chapters and the book's notebook pages (pitfalls)
+    course.lowest_releases()            # {"torch": "2.7.0", "torchvision": "0.22.0"}
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHAPTER_NAME = re.compile(r"^\d\d_")
+
+
+def toc_files() -> list[str]:
+    """Every page of `_toc.yml` in reading order, as written there (`notebooks/01_tensors`)."""
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
+    files = [toc["root"]]
+    for part in toc.get("parts", []):
+        files += [entry["file"] for entry in part.get("chapters", [])]
+    return files
+
+
+def notebooks() -> list[Path]:
+    """Every notebook the book renders, in reading order: the chapters and notebook pages such as pitfalls."""
+    return [ROOT / f"{f}.ipynb" for f in toc_files() if (ROOT / f"{f}.ipynb").exists()]
+
+
+def chapters() -> list[Path]:
+    """The numbered chapter notebooks (`notebooks/NN_name.ipynb`), in reading order."""
+    return [p for p in notebooks() if p.parent.name == "notebooks" and CHAPTER_NAME.match(p.name)]
+
+
+def lowest_releases() -> dict[str, str]:
+    """torch and torchvision at the lowest release pyproject.toml's dependencies admit ("2.7" -> "2.7.0")."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    found = {}
+    for name in ("torch", "torchvision"):
+        m = re.search(rf'^\s*"{name}>=([\d.]+)",', text, flags=re.M)
+        if not m:
+            raise ValueError(f"pyproject.toml's dependencies must give {name} as a lower bound (\"{name}>=X.Y\",)")
+        version = m.group(1)
+        found[name] = version if version.count(".") == 2 else version + ".0"
+    return found
