@@ -1,4 +1,4 @@
-"""helpers: the small package the course's notebooks share.
+"""helpers (pytorch-course-helpers): the small package the course's notebooks share.
 
 Each chapter first writes an idea by hand; from then on it calls the helper here,
 so every line a helper hides has already been seen in the open.
