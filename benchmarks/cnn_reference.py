@@ -10,7 +10,6 @@ Prints the test accuracy after each epoch and the total training time.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 import torch.nn.functional as F

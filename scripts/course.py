@@ -7,13 +7,13 @@ lowest torch/torchvision from the `dependencies` of `pyproject.toml`.
     course.chapters()                   # [.../notebooks/01_tensors.ipynb, ...]
     course.notebooks()                  # the chapters and the book's notebook pages (pitfalls)
     course.lowest_releases()            # {"torch": "2.7.0", "torchvision": "0.22.0"}
+    python3 scripts/course.py lock-sha  # what requirements.lock was generated from (scripts/lock.sh)
 """
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_NAME = re.compile(r"^\d\d_")
@@ -21,6 +21,8 @@ CHAPTER_NAME = re.compile(r"^\d\d_")
 
 def toc_files() -> list[str]:
     """Every page of `_toc.yml` in reading order, as written there (`notebooks/01_tensors`)."""
+    import yaml  # in the course's venv; the lock script runs this module with a bare python3
+
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text(encoding="utf-8"))
     files = [toc["root"]]
     for part in toc.get("parts", []):
@@ -49,3 +51,23 @@ def lowest_releases() -> dict[str, str]:
         version = m.group(1)
         found[name] = version if version.count(".") == 2 else version + ".0"
     return found
+
+
+def lock_inputs_sha256() -> str:
+    """sha256 of what requirements.lock is resolved from: requirements.txt, constraints.txt and the
+    [project] table of pyproject.toml (its dependencies and extras; the tool settings do not count)."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    project = re.search(r"^\[project\]$.*?(?=^\[tool\.)", pyproject, flags=re.M | re.S)
+    if not project:
+        raise ValueError("pyproject.toml: expected a [project] table followed by [tool.*] tables")
+    text = "\n".join([(ROOT / "requirements.txt").read_text(encoding="utf-8"),
+                      (ROOT / "constraints.txt").read_text(encoding="utf-8"), project.group(0)])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["lock-sha"]:
+        raise SystemExit("usage: python3 scripts/course.py lock-sha")
+    print(lock_inputs_sha256())

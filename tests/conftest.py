@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import os
 import struct
 import subprocess
 import sys
@@ -119,3 +118,11 @@ def served(site):
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, *args):
         pass
+
+
+def pytest_collection_modifyitems(config, items):
+    """nbval's items (one per notebook cell) are slow notebook tests: `pytest -m "not slow"` skips them."""
+    for item in items:
+        if item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
+            item.add_marker(pytest.mark.notebook)
+            item.add_marker(pytest.mark.slow)

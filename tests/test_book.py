@@ -2,7 +2,6 @@
 import re
 
 import pytest
-
 from conftest import ROOT
 from course import toc_files as toc_pages
 

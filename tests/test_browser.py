@@ -6,13 +6,11 @@ Screenshots of every chapter go to artifacts/screenshots/ (git-ignored) for a pe
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
-import pytest
-
-from conftest import ROOT
 import course
+import pytest
+from conftest import ROOT
 from course import toc_files as toc_pages
 
 CHROMIUM = "/usr/bin/chromium"

@@ -8,7 +8,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from helpers.datasets import ArrayDataset, DigitLine, PadCollate, TextLines, WhoLoads, seed_worker
+from helpers.datasets import (
+    ArrayDataset,
+    DigitLine,
+    PadCollate,
+    TextLines,
+    WhoLoads,
+    seed_worker,
+)
 
 
 def write_lines(path, n):

@@ -10,9 +10,8 @@ import sys
 
 import nbformat
 import pytest
-from nbconvert.filters.markdown_mistune import markdown2html_mistune
-
 from conftest import ROOT
+from nbconvert.filters.markdown_mistune import markdown2html_mistune
 
 spec = importlib.util.spec_from_file_location("notebook_editions", ROOT / "scripts" / "notebook_editions.py")
 editions = importlib.util.module_from_spec(spec)

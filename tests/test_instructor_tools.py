@@ -10,9 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 import course
+import pytest
 from conftest import ROOT
 
 BIN = Path(sys.executable).parent

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 from test_browser import CHROMIUM, FLAGS, SCREENSHOTS
 

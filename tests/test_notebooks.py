@@ -6,10 +6,9 @@ import json
 import re
 from pathlib import Path
 
+import course
 import pytest
 import yaml
-
-import course
 from conftest import ROOT
 
 CHAPTERS = course.chapters()
@@ -224,8 +223,10 @@ def test_packages_beyond_helpers_are_installed_by_the_chapter_itself(path):
         if first is None:
             continue
         installs = [i for i, s in enumerate(code) if f'helpers.install_extras("{extra}")' in s]
-        assert installs and installs[0] <= first, f"{module} is imported without helpers.install_extras(\"{extra}\") first"
+        assert installs and installs[0] <= first, \
+            f"{module} is imported without helpers.install_extras(\"{extra}\") first"
         if installs[0] == first:
             cell = code[first]
-            assert cell.index(f'install_extras("{extra}")') < re.search(rf"^\s*(import|from)\s+{module}\b", cell, re.M).start()
+            imported_at = re.search(rf"^\s*(import|from)\s+{module}\b", cell, re.M).start()
+            assert cell.index(f'install_extras("{extra}")') < imported_at
     assert "pip install" not in text.replace(code[0], ""), "install packages with helpers.install_extras, not pip"

@@ -12,12 +12,10 @@ import subprocess
 import sys
 import venv
 import warnings
-from pathlib import Path
-
-import papermill as pm
-import pytest
 
 import course
+import papermill as pm
+import pytest
 from conftest import ROOT, SMOKE
 from course import lowest_releases
 
@@ -81,7 +79,8 @@ def test_chapter_runs_on_the_lowest_torch_in_a_fresh_environment(path, lowest_ke
             # runs): retried once, and only this; any other error, or the crash twice, fails the test.
             if attempt == 2 or TEARDOWN_ABORT not in str(err):
                 raise
-            warnings.warn(f"{path.stem}: torchrun's worker aborted at teardown on the lowest torch; retrying once")
+            warnings.warn(f"{path.stem}: torchrun's worker aborted at teardown on the lowest torch; retrying once",
+                          stacklevel=1)
     cells = json.loads(out.read_text())["cells"]
     assert not [o for c in cells if c["cell_type"] == "code" for o in c["outputs"] if o["output_type"] == "error"]
     versions = subprocess.run([str(python), "-c", "import torch, torchvision, helpers; "

@@ -7,10 +7,9 @@ import os
 import sys
 from pathlib import Path
 
+import course
 import papermill as pm
 import pytest
-
-import course
 from conftest import ROOT, SMOKE, make_fake_mnist
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
