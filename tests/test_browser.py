@@ -1,6 +1,6 @@
 """The built site in a real browser: Debian's headless Chromium driven by Playwright, offline.
 
-Needs /usr/bin/chromium (apt-get install chromium chromium-driver; scripts/test.sh installs it).
+Needs /usr/bin/chromium (apt-get install chromium; scripts/test.sh installs it).
 Screenshots of every chapter go to artifacts/screenshots/ (git-ignored) for a person to look at.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    assert Path(CHROMIUM).exists(), ("Debian's Chromium is missing: apt-get install chromium chromium-driver "
+    assert Path(CHROMIUM).exists(), ("Debian's Chromium is missing: apt-get install chromium "
                                      "(scripts/test.sh installs it)")
     from playwright.sync_api import sync_playwright
 

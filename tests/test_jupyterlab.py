@@ -18,14 +18,12 @@ import pytest
 from conftest import ROOT
 from test_browser import CHROMIUM, FLAGS, SCREENSHOTS
 
+from helpers.serve import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(600)]
+
 CHAPTER = ROOT / "notebooks" / "01_tensors.ipynb"  # the quickest chapter to run in full
 TOKEN = "course-test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
