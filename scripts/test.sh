@@ -6,11 +6,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ! -x /usr/bin/chromium ]; then
   echo "== installing Debian's chromium for the browser tests"
-  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+fi
+if [ ! -f node_modules/axe-core/axe.min.js ]; then
+  echo "== installing axe-core (package-lock.json) for the accessibility tests"
+  if ! command -v npm >/dev/null; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq npm >/dev/null
+  fi
+  npm ci --silent --no-audit --no-fund
 fi
 echo "== running pytest (unit tests, nbval over every notebook, papermill, book build, browser)"
 exec .venv/bin/python -m pytest "$@"

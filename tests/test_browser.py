@@ -20,6 +20,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 # resource (every failed response is checked separately, with its URL, by Visit._response).
 ALLOWED_CONSOLE = (re.compile(r"invalid theme mode", re.I), re.compile(r"^Failed to load resource"))
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"  # package.json pins it; scripts/test.sh runs npm ci
 
 
 CHAPTERS = [str(p.relative_to(ROOT).with_suffix("")) for p in course.chapters()]
@@ -164,4 +165,46 @@ def test_page_fits_a_desktop_and_a_phone_and_describes_its_figures(browser, serv
     overflow = pg.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 1, f"at 390 px the page scrolls sideways by {overflow} px"
     assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+AXE_RUN = """async () => {
+  const result = await axe.run(document, {runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa']}});
+  return result.violations.map(v => `${v.id} (${v.impact}, ${v.nodes.length} elements): ${v.help}; e.g. ` +
+    v.nodes.slice(0, 2).map(n => n.target.join(' ') + ' - ' + (n.failureSummary || '').replace(/\\s+/g, ' '))
+     .join(' | '));
+}"""
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+@pytest.mark.parametrize("page", toc_pages())
+def test_page_has_no_accessibility_violations(browser, served, page, theme):
+    """axe-core (WCAG 2 A and AA rules: contrast, names, landmarks, alt text...) finds nothing, in the
+    theme's light and dark modes, once math has rendered."""
+    assert AXE.exists(), f"{AXE} is missing: run npm ci (scripts/test.sh does)"
+    visit = Visit(browser, f"{served}/{page}.html")
+    pg = visit.page
+    if pg.locator("span.math, div.math").count():
+        visit.wait_for_math()
+    pg.evaluate("mode => { document.documentElement.dataset.theme = mode; "
+                "document.documentElement.dataset.mode = mode; }", theme)
+    pg.wait_for_timeout(100)
+    assert pg.evaluate("() => document.documentElement.dataset.theme") == theme
+    pg.add_script_tag(path=str(AXE))
+    violations = pg.evaluate(AXE_RUN)
+    assert not violations, f"{page} ({theme}): " + "\n".join(violations)
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+def test_the_accessibility_check_can_fail(browser, served):
+    """The same check on a page made worse on purpose (grey text on white, an image without alt text)."""
+    visit = Visit(browser, f"{served}/{toc_pages()[0]}.html")
+    pg = visit.page
+    pg.evaluate("() => { const p = document.querySelector('article p'); p.style.color = '#bbbbbb'; "
+                "p.style.background = '#ffffff'; document.querySelector('article').appendChild("
+                "Object.assign(document.createElement('img'), {src: '_static/none.png'})); }")
+    pg.add_script_tag(path=str(AXE))
+    ids = {v.split(" ")[0] for v in pg.evaluate(AXE_RUN)}
+    assert {"color-contrast", "image-alt"} <= ids, ids
     pg.close()
