@@ -17,6 +17,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAPTER_NAME = re.compile(r"^\d\d_")
+# seconds a notebook may take to execute at its default parameters on a 2-core CPU, solutions included
+BUDGET_SECONDS = {"08_attention": 120, "09_training_fast": 90}
+DEFAULT_BUDGET_SECONDS = 60
+
+
+def budget_seconds(path: Path) -> int:
+    """The execution-time budget of a notebook (CONTRIBUTING.md, Budgets)."""
+    return BUDGET_SECONDS.get(path.stem, DEFAULT_BUDGET_SECONDS)
 
 
 def toc_files() -> list[str]:
