@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
 import os
 import platform
@@ -12,7 +13,49 @@ import torch
 from .data import data_dir
 from .device import get_device
 
-MIN_TORCH = (2, 7)
+DIST = "pytorch-course-helpers"
+
+
+def torch_requirement() -> str | None:
+    """The course package's requirement on torch (``"torch>=2.7"``) as installed, or None when not installed.
+
+    The lowest supported torch is stated once, in pyproject.toml's ``dependencies``; an installed
+    package carries it in its metadata, so this reads it from there rather than repeating it.
+    """
+    # packaging is a dependency of matplotlib, so always here
+    from packaging.requirements import Requirement
+
+    try:
+        requires = importlib.metadata.requires(DIST) or []
+    except importlib.metadata.PackageNotFoundError:  # helpers imported from a folder, not installed
+        return None
+    for line in requires:
+        req = Requirement(line)
+        if req.name == "torch" and req.marker is None:
+            return str(req)
+    return None
+
+
+def _lowest(requirement: str) -> str:
+    """The lower bound of a requirement: "torch>=2.7" -> "2.7" (the whole specifier if it has none)."""
+    from packaging.requirements import Requirement
+
+    specifier = Requirement(requirement).specifier
+    return next((s.version for s in specifier if s.operator in (">=", "~=", "==")), str(specifier))
+
+
+def _torch_too_old(requirement: str | None) -> bool:
+    """Whether this torch is below ``requirement``; only the release counts (2.7.0a0+git... is 2.7)."""
+    from packaging.requirements import Requirement
+    from packaging.version import InvalidVersion, Version
+
+    if requirement is None:
+        return False
+    try:
+        release = Version(Version(torch.__version__).base_version)
+    except InvalidVersion:  # a build with a version packaging cannot read: nothing to compare
+        return False
+    return not Requirement(requirement).specifier.contains(release, prereleases=True)
 
 
 def _version(module: str) -> str | None:
@@ -41,9 +84,10 @@ def doctor(*, verbose: bool = True) -> dict:
         "colab": _in_colab(),
     }
     advice = []
-    if tuple(int(p) for p in torch.__version__.split(".")[:2]) < MIN_TORCH:
-        advice.append(f"torch {torch.__version__} is older than {'.'.join(map(str, MIN_TORCH))}: "
-                      "pip install -U 'torch>=2.7' torchvision")
+    requirement = torch_requirement()
+    if _torch_too_old(requirement):
+        advice.append(f"torch {torch.__version__} is older than {_lowest(requirement)}: "
+                      f"pip install -U '{requirement}' torchvision")
     if facts["torchvision"] is None:
         advice.append("torchvision is missing: pip install torchvision (the version that matches your torch)")
     if not facts["embedded_data"]:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-
-import warnings
 
 import torch
 from torch import nn
@@ -23,7 +22,7 @@ with warnings.catch_warnings():
     from tqdm.auto import tqdm
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .device import get_device
+from .device import _check_available, get_device
 
 # Losses that compare output and target element by element: their shapes must match exactly,
 # because broadcasting (say output (64, 1) against target (64,)) silently computes the wrong thing.
@@ -59,6 +58,8 @@ def _autocast(device: torch.device, amp_dtype: torch.dtype | None):
 
 def _check_loss_inputs(loss_fn, output: torch.Tensor, y: torch.Tensor) -> None:
     """Raise one clear error for output/target shapes the loss would reject or silently broadcast."""
+    if not isinstance(output, torch.Tensor):
+        raise TypeError(_not_a_tensor(output))
     name = type(loss_fn).__name__
     if output.shape[0] != y.shape[0]:
         raise ValueError(f"{name}: the model returned {output.shape[0]} outputs for a batch of "
@@ -75,6 +76,18 @@ def _check_loss_inputs(loss_fn, output: torch.Tensor, y: torch.Tensor) -> None:
                              f"{tuple(output.shape)} (batch, classes, ...), got {tuple(y.shape)}. Pass class "
                              "indices like tensor([3, 7, ...]), not one-hot rows or a (batch, 1) column: "
                              "y.argmax(1) or y.squeeze(1)")
+
+
+def _not_a_tensor(output) -> str:
+    """The message for a model whose forward returns a tuple (nn.LSTM: output, state) or a dict."""
+    kind = type(output).__name__
+    if isinstance(output, (tuple, list)):
+        parts = [f"tensor {tuple(o.shape)}" if isinstance(o, torch.Tensor) else type(o).__name__ for o in output]
+        kind = f"{kind} of {len(output)} ({', '.join(parts)})"
+    return (f"the model returned a {kind}, not a tensor of logits: the loss and the accuracy need one tensor. "
+            "nn.LSTM, nn.GRU and nn.RNN return (output, state); wrap the layer in a module whose forward "
+            "returns one tensor, e.g. `output, _ = self.lstm(x); return self.head(output[:, -1])` "
+            "(output[0][:, -1] of the tuple: the last time step, as chapter 6 does)")
 
 
 def _correct(output: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
@@ -122,6 +135,7 @@ class _Totals:
 
 
 def _check_model_device(model: nn.Module, device: torch.device) -> None:
+    _check_available(device)  # "cuda" on a machine without CUDA: say so, not "the model is on cpu"
     param = next(model.parameters(), None)
     if param is not None and (param.device.type != device.type or
                               (device.index is not None and param.device.index != device.index)):
@@ -173,13 +187,13 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
     ``amp_dtype`` (torch.bfloat16 or torch.float16) runs forward and loss under ``torch.autocast``;
     float16 also needs a ``torch.amp.GradScaler`` as ``scaler`` (``fit`` makes one).
     """
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(device)
     _check_model_device(model, device)
     if grad_clip is not None and not grad_clip > 0:
         raise ValueError(f"grad_clip must be a positive max-norm or None, got {grad_clip!r}")
     model.train()
     totals = _Totals(device)
-    for i, x, y in _batches(loader, device, max_batches, f"train epoch {epoch}", progress):
+    for _, x, y in _batches(loader, device, max_batches, f"train epoch {epoch}", progress):
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):
             output = model(x)
@@ -216,7 +230,7 @@ def train_epoch(model: nn.Module, loader, loss_fn, optimizer: torch.optim.Optimi
 def evaluate(model: nn.Module, loader, loss_fn, device=None, *, max_batches: int | None = None,
              progress: bool = False, amp_dtype: torch.dtype | None = None) -> dict:
     """Return ``{"loss", "acc", "n"}`` over ``loader`` in eval mode; the model's mode is restored after."""
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(device)
     _check_model_device(model, device)
     was_training = model.training
     model.eval()
@@ -265,7 +279,7 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
                          "use scheduler_step='epoch' with it")
     if amp_dtype not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
-    device = get_device() if device is None else torch.device(device)
+    device = get_device(device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     _check_model_device(model, device)
     _check_optimizer(model, optimizer)

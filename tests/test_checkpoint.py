@@ -1,10 +1,9 @@
-import pytest
 import torch
+from conftest import tiny_mlp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import helpers
-from conftest import tiny_mlp
 
 
 def make_run(seed: int):
@@ -47,7 +46,10 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     model, opt, sched, train, val = make_run(seed=0)
     path = helpers.save_checkpoint(tmp_path / "c.pt", model, opt, epoch=3, scheduler=sched, train_loader=train)
     state = torch.load(path, weights_only=True)  # no pickled code inside
-    assert state["epoch"] == 3 and set(state["model"]) == set(model.state_dict())
+    assert state["epoch"] == 3 and list(state["model"]) == list(model.state_dict())
+    assert all(torch.equal(state["model"][k], v) for k, v in model.state_dict().items())
+    assert state["optimizer"]["param_groups"][0]["lr"] == 0.01 and state["scheduler"]["step_size"] == 1
+    assert torch.equal(state["rng"]["loader"], train.generator.get_state())
 
 
 def test_load_checkpoint_restores_weights_and_optimizer(tmp_path):
@@ -55,10 +57,13 @@ def test_load_checkpoint_restores_weights_and_optimizer(tmp_path):
     run_fit((model, opt, sched, train, val), epochs=1)
     path = helpers.save_checkpoint(tmp_path / "c.pt", model, opt, epoch=1)
     other, other_opt, *_ = make_run(seed=9)
+    assert not torch.equal(other[0].weight, model[0].weight)  # else the test below would pass by itself
+    assert other_opt.state_dict()["state"] == {}                # a fresh Adam: no step taken yet
     state = helpers.load_checkpoint(path, other, other_opt)
     assert state["epoch"] == 1
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), other.parameters()))
-    assert other_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
+    assert other_opt.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"] > 0
+    assert torch.equal(other_opt.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
 
 
 def test_finished_run_is_not_trained_again(tmp_path):

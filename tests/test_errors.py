@@ -1,11 +1,11 @@
 """Bad input gets one clear error that names the problem and the fix."""
 import pytest
 import torch
+from conftest import tiny_mlp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import helpers
-from conftest import tiny_mlp
 
 X = torch.randn(8, 2)
 Y = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
@@ -115,7 +115,94 @@ def test_bare_state_dict_is_not_mistaken_for_a_checkpoint(tmp_path):
         helpers.load_checkpoint(tmp_path / "w.pt", tiny_mlp())
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="asks for CUDA where there is none")
-def test_cuda_requested_without_gpu():
-    with pytest.raises(RuntimeError, match="no CUDA GPU"):
-        helpers.get_device("cuda")
+@pytest.mark.parametrize("call", [lambda: helpers.get_device("gpu"), lambda: fit(device="gpu"),
+                                  lambda: helpers.evaluate(tiny_mlp(), loader(), nn.CrossEntropyLoss(), "gpu")],
+                         ids=["get_device", "fit", "evaluate"])
+def test_an_unknown_device_name_says_what_is_accepted(call):
+    with pytest.raises(ValueError) as err:
+        call()
+    message = str(err.value)
+    assert message.startswith("device 'gpu' is not a device name")
+    for accepted in ('"cpu"', '"cuda"', '"cuda:N"', '"mps"', "None", '"auto"'):
+        assert accepted in message
+    assert message.endswith("Did you mean 'cuda'?")
+    assert "ipu" not in message and "privateuseone" not in message  # not torch's list of twenty types
+
+
+@pytest.mark.parametrize("name, meant", [("GPU:1", "cuda:1"), ("CUDA", "cuda"), ("cuda0", "cuda:0"), ("metal", "mps")])
+def test_a_misspelled_device_gets_a_hint(name, meant):
+    with pytest.raises(ValueError, match=f"Did you mean '{meant}'"):
+        helpers.get_device(name)
+
+
+def test_a_device_name_with_no_likely_meaning_gets_no_hint():
+    with pytest.raises(ValueError) as err:
+        helpers.get_device("banana")
+    assert "'banana' is not a device name" in str(err.value) and "Did you mean" not in str(err.value)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: helpers.get_device("cuda"),
+    lambda: fit(device="cuda"),
+    lambda: fit(device=torch.device("cuda")),
+    lambda: helpers.evaluate(tiny_mlp(), loader(), nn.CrossEntropyLoss(), "cuda"),
+    lambda: helpers.train_epoch(tiny_mlp(), loader(), nn.CrossEntropyLoss(),
+                                torch.optim.SGD(tiny_mlp().parameters(), lr=0.1), "cuda"),
+], ids=["get_device", "fit", "fit torch.device", "evaluate", "train_epoch"])
+def test_cuda_asked_for_where_there_is_none(monkeypatch, call):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a CPU machine, even on a GPU runner
+    with pytest.raises(RuntimeError) as err:
+        call()
+    message = str(err.value)
+    assert "device 'cuda' was asked for, but CUDA is not available here" in message
+    assert "device=None" in message and "install a CUDA build of torch" in message and "Colab" in message
+    assert "model is on" not in message
+
+
+def test_a_gpu_number_beyond_the_machine_is_named(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(RuntimeError, match=r"'cuda:1' was asked for, but this machine has 1 CUDA GPU \(only cuda:0\)"):
+        helpers.get_device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(RuntimeError, match=r"'cuda:2' was asked for, but this machine has 2 CUDA GPUs \(cuda:0 to"):
+        helpers.get_device("cuda:2")
+
+
+@pytest.mark.parametrize("call", [lambda: helpers.get_device("mps"), lambda: fit(device="mps")],
+                         ids=["get_device", "fit"])
+def test_mps_asked_for_where_there_is_none(monkeypatch, call):
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(RuntimeError) as err:
+        call()
+    message = str(err.value)
+    assert "device 'mps' was asked for, but MPS (the Apple-silicon GPU) is not available here" in message
+    assert "device=None" in message and "model is on" not in message
+
+
+X_SEQ = torch.randn(8, 5, 2)  # (B, T, features): 8 sequences of 5 steps
+
+
+def test_a_model_returning_a_tuple_names_the_tuple_and_the_fix():
+    lstm = nn.LSTM(2, 3, batch_first=True)  # returns (output, (h_n, c_n)), not logits
+    for call in (lambda: fit(model=lstm, train=loader(X_SEQ)),
+                 lambda: helpers.evaluate(lstm, loader(X_SEQ), nn.CrossEntropyLoss(), "cpu")):
+        with pytest.raises(TypeError) as err:
+            call()
+        message = str(err.value)
+        assert message.startswith("the model returned a tuple of 2 (tensor (4, 5, 3), tuple), not a tensor of logits")
+        assert "output[0][:, -1]" in message and "chapter 6" in message and "'shape'" not in message
+
+
+def test_the_fix_the_tuple_message_names_works():
+    class LastStep(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lstm, self.head = nn.LSTM(2, 3, batch_first=True), nn.Linear(3, 3)
+
+        def forward(self, x):
+            output, _ = self.lstm(x)          # (B, T, 3)
+            return self.head(output[:, -1])   # (B, 3): the message's suggestion
+
+    history = fit(model=LastStep(), train=loader(X_SEQ))
+    assert len(history) == 1 and 0.0 <= history.train_acc[0] <= 1.0

@@ -48,4 +48,9 @@ def test_jupyter_shows_one_line_not_a_traceback():
 
 def test_the_rules_are_exported_where_chapters_find_them():
     for name in ("check_params", "Int", "Float", "Choice", "Device", "ParameterError"):
-        assert hasattr(helpers, name)
+        assert getattr(helpers, name) is getattr(helpers.params, name), f"helpers.{name} is not params.{name}"
+        assert name in helpers.__all__
+    # and through the package they behave: a rule names what it expects, check_params raises
+    assert helpers.Int(1, 3).check(2) is None and helpers.Int(1, 3).check(4) == "an integer from 1 to 3"
+    with pytest.raises(helpers.ParameterError, match="epochs = 0 is not allowed"):
+        helpers.check_params({"epochs": 0}, epochs=helpers.Int(1))

@@ -2,11 +2,11 @@ import math
 
 import pytest
 import torch
+from conftest import tiny_mlp
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import helpers
-from conftest import tiny_mlp
 
 
 def test_fit_learns_and_records_history(blobs):
