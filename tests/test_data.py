@@ -97,3 +97,24 @@ def test_data_dir_honours_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "elsewhere"))
     assert data_module.data_dir() == tmp_path / "elsewhere"
     assert (tmp_path / "elsewhere").is_dir()
+
+
+def test_mnist_loaders_carve_a_seeded_validation_split_and_name_every_split():
+    train, test = helpers.mnist_loaders(batch_size=100)
+    assert (train.split, test.split) == ("train", "test") and len(train.dataset) == 4000
+    train, val, test = helpers.mnist_loaders(batch_size=100, val_fraction=0.2, seed=3)
+    assert (train.split, val.split, test.split) == ("train", "val", "test")
+    assert (len(train.dataset), len(val.dataset), len(test.dataset)) == (3200, 800, 1000)
+    train_idx, val_idx = set(train.dataset.indices), set(val.dataset.indices)
+    assert not train_idx & val_idx and len(train_idx | val_idx) == 4000, "the two splits partition the training images"
+    again = helpers.mnist_loaders(batch_size=100, val_fraction=0.2, seed=3)[1]
+    other = helpers.mnist_loaders(batch_size=100, val_fraction=0.2, seed=4)[1]
+    assert again.dataset.indices == val.dataset.indices != other.dataset.indices, "the split follows the seed"
+    counts = torch.bincount(torch.stack([val.dataset[i][1] for i in range(800)]), minlength=10)
+    assert counts.min() >= 50, f"every digit is in the validation split: {counts.tolist()}"
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.0, 0.0001])
+def test_mnist_loaders_reject_a_validation_fraction_that_leaves_a_split_empty(fraction):
+    with pytest.raises(ValueError, match="val_fraction"):
+        helpers.mnist_loaders(val_fraction=fraction)
