@@ -10,8 +10,8 @@ The step-by-step speedrun of the same CNN (CUDA events, mean accuracy over seeds
 budget, ``torch.compile(mode="reduce-overhead")``) is ``benchmarks/speedrun.py``; this script keeps
 the raw throughput figures that ``data/gpu_benchmark.md`` records.
 
-The CNN is the CNN chapter's small CNN (``helpers.small_cnn``: two conv-BatchNorm-ReLU blocks), trained on the embedded MNIST
-split (4,000 train / 1,000 test). Its training pipelines, from naive to fast:
+The CNN is the CNN chapter's small CNN (``helpers.small_cnn``: two conv-BatchNorm-ReLU blocks),
+trained on the embedded MNIST split (4,000 train / 1,000 test). Its training pipelines, from naive to fast:
 
 1. ``DataLoader`` over CPU tensors (num_workers=0), a host-to-device copy per batch, float32;
 2. the whole data set on the device, batches indexed there (``helpers.TensorLoader``), float32;
@@ -33,12 +33,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
-logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # a CUDA_HOME note on GPU-less machines
-from torch.utils import benchmark  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset
 
 import helpers
+
+logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # a CUDA_HOME note on GPU-less machines
+from torch.utils import benchmark  # noqa: E402
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported by path (a test), not run as a script
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+from report import Report, cpu_name, markdown_table  # noqa: E402  (benchmarks/report.py)
 
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
@@ -61,20 +65,6 @@ def sync(device: torch.device) -> None:
     """Wait for the device to finish queued work (CUDA kernels run asynchronously)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def hardware(device: torch.device) -> list[str]:
@@ -260,13 +250,8 @@ def main(argv=None) -> str:
     compiled = args.compile == "yes" or (args.compile == "auto" and device.type == "cuda")
     names = ["naive", "resident", "resident+bf16"] + (["resident+bf16+compile"] if compiled else [])
     train_ds, test_ds = helpers.mnist_datasets(args.dataset)
-    sections = []
-
-    def emit(*parts: str) -> None:  # print each section as soon as it is measured: a long run shows progress
-        text = "\n".join(parts)
-        sections.append(text)
-        print(text, flush=True)
-
+    report = Report()  # prints each section as soon as it is measured: a long run shows progress
+    emit = report.emit
     emit(f"# GPU benchmark (chapter 9)\n\nCommand: `python benchmarks/gpu_benchmark.py "
          f"{' '.join(sys.argv[1:] if argv is None else argv)}`\n", "\n".join(hardware(device)), "")
     emit("## Matmul throughput (n x n @ n x n, 2n^3 flops)\n",
@@ -279,11 +264,7 @@ def main(argv=None) -> str:
          f"batch {args.tta_batch_size}, evaluated after every epoch, compilation included)\n",
          tta_table([names[0], names[-1]], train_ds.tensors, test_ds.tensors, device, args.tta_batch_size,
                    args.lr, args.target, args.max_epochs, args.seed))
-    report = "\n".join(sections) + "\n"
-    if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(report)
-    return report
+    return report.finish(args.out)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,11 @@ final weights (``model.module.state_dict()``) and the per-epoch metrics, loadabl
 ``torch.load(path, weights_only=True)``. Resuming is decided by rank 0 (does its checkpoint file
 exist?) and broadcast, so all processes take the same decision; every process then reads that file,
 so on several machines ``--checkpoint`` must be on a filesystem they share (NFS, Lustre...).
-With ``--dataset full``, only rank 0 downloads MNIST; the others wait at a barrier, then read the
-files it wrote (again: a shared filesystem, or the data already present on every machine).
+With ``--dataset full``, the first process of each machine (``LOCAL_RANK`` 0) downloads MNIST, since
+the processes of a machine share its disk; the others wait, then read the files it wrote. If a
+download fails, every process stops with an error instead of waiting for files that never come.
+(Machines that share one data folder should download it once before the job: two machines writing
+the same files at once corrupt them.) The process group is destroyed on the way out, error or not.
 
 Not used here, worth knowing: ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` computes BatchNorm
 statistics over the global batch (an all-reduce per BatchNorm layer) instead of per process, and
@@ -34,6 +37,7 @@ import argparse
 import gc
 import os
 import time
+import traceback
 from pathlib import Path
 
 import torch
@@ -44,15 +48,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
 import helpers
-
-
-def lenet() -> nn.Module:
-    """Chapter 5's LeNet: (N, 1, 28, 28) -> (N, 10) logits."""
-    return nn.Sequential(
-        nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),  # (N, 6, 14, 14)
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),            # (N, 16, 5, 5)
-        nn.Flatten(),                                               # (N, 400)
-        nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -70,11 +65,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def setup(preferred: str | None) -> tuple[int, int, torch.device]:
-    """Join the process group under torchrun; return (rank, world_size, device)."""
-    rank = int(os.environ.get("RANK", 0))
+def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
+    """Join torchrun's process group; return (rank, local_rank, world_size, device)."""
+    rank = int(os.environ.get("RANK", 0))              # unique across all machines
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))  # unique on this machine
     world_size = int(os.environ.get("WORLD_SIZE", 1))
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
     device = helpers.get_device(preferred)
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)  # one GPU per process
@@ -82,17 +77,33 @@ def setup(preferred: str | None) -> tuple[int, int, torch.device]:
     if world_size > 1:
         # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors.
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world_size, device
+    return rank, local_rank, world_size, device
 
 
-def load_data(dataset: str, rank: int):
-    """Return (train_ds, test_ds); rank 0 downloads before the others read."""
-    if dist.is_initialized() and rank != 0:
-        dist.barrier()  # wait for rank 0: processes writing one folder corrupt it
-    datasets = helpers.mnist_datasets(dataset)
-    if dist.is_initialized() and rank == 0:
-        dist.barrier()  # release the others
-    return datasets
+def load_data(dataset: str, local_rank: int, device: torch.device):
+    """Return (train_ds, test_ds); on each machine, local rank 0 downloads first.
+
+    The processes of a machine share its disk, and several writing one folder corrupt
+    it: local rank 0 downloads while the others wait. A plain barrier would make them
+    wait for ever if the download fails, so every process joins an all-reduce of a
+    "failed" flag instead: it waits like a barrier and tells everyone the outcome.
+    """
+    if not dist.is_initialized():
+        return helpers.mnist_datasets(dataset)
+    datasets, error = None, None
+    if local_rank == 0:
+        try:
+            datasets = helpers.mnist_datasets(dataset)  # downloads when needed
+        except Exception as err:  # raised below, after the others have been told
+            error = err
+    failed = torch.tensor([int(error is not None)], device=device)
+    dist.all_reduce(failed, op=dist.ReduceOp.MAX)  # 1 if any machine's download failed
+    if error is not None:
+        raise error
+    if failed.item():
+        raise RuntimeError(f"the {dataset!r} dataset failed to load on local rank 0 "
+                           "of a machine (see its error): stopping")
+    return datasets if datasets is not None else helpers.mnist_datasets(dataset)
 
 
 def should_resume(checkpoint: Path | None, device: torch.device) -> bool:
@@ -146,13 +157,10 @@ def evaluate(model, x, y, loss_fn, device, rank: int, world_size: int) -> dict:
     return {"loss": loss_sum / n, "acc": correct / n}
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    rank, world_size, device = setup(args.device)
+def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, device: torch.device) -> None:
+    """Train on this process's shard of the data; rank 0 logs, checkpoints and writes ``--out``."""
     helpers.set_seed(args.seed)
-    train_ds, test_ds = load_data(args.dataset, rank)
+    train_ds, test_ds = load_data(args.dataset, local_rank, device)
     x_train, y_train = train_ds.tensors
     if args.train_examples is not None:
         x_train, y_train = x_train[:args.train_examples], y_train[:args.train_examples]
@@ -167,7 +175,7 @@ def main(argv=None) -> None:
                          f"{world_size} processes; use more images (--train-examples) or a smaller --batch-size")
 
     torch.manual_seed(args.seed)
-    net = lenet().to(device)
+    net = helpers.lenet().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     history, start = helpers.History(), 0
     if should_resume(args.checkpoint, device):  # rank 0 decides; every process then loads rank 0's file
@@ -207,13 +215,33 @@ def main(argv=None) -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": {k: v.cpu() for k, v in unwrapped.state_dict().items()}, "history": history.to_dict(),
                     "world_size": world_size, "global_batch": args.batch_size * world_size}, args.out)
+
+
+def cleanup() -> None:
+    """Leave the process group, after success or error (a no-op in a single process)."""
     if dist.is_initialized():
         # Release DDP, which holds the process group, before destroying the group: Gloo's worker
         # threads are then joined here and not during interpreter shutdown (a 2-process run on
         # torch 2.7.0 once aborted at its end with "terminate called without an active exception").
-        del model
+        # run() has returned, so only reference cycles still hold the model: collect them.
         gc.collect()
         dist.destroy_process_group()
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    rank, local_rank, world_size, device = setup(args.device)
+    try:
+        run(args, rank, local_rank, world_size, device)
+    except BaseException as err:
+        # The traceback holds the failed calls' frames, and through their variables the DDP model:
+        # clear them so that cleanup() can release DDP (the traceback still prints in full).
+        traceback.clear_frames(err.__traceback__)
+        raise
+    finally:
+        cleanup()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,15 @@
 """scripts/train_ddp.py: 2 processes (torchrun, gloo, CPU) train exactly like 1 process with the same global batch;
-rank 0 downloads before the others read, and its resume decision is broadcast."""
+local rank 0 downloads before the other processes of its machine read, a failed download stops every process
+with a clear error instead of a hang, the process group is destroyed even on error, and rank 0's resume
+decision is broadcast."""
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +28,39 @@ COMMON = ["--device", "cpu", "--train-examples", "1024", "--epochs", "2", "--thr
 def torchrun() -> list[str]:
     exe = Path(sys.executable).with_name("torchrun")
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn(args: list[str], local_ranks: tuple[int, ...], timeout: float) -> list[subprocess.CompletedProcess]:
+    """Start ``python *args`` once per entry of ``local_ranks`` with the environment torchrun would give
+    (RANK = position, LOCAL_RANK as given: (0, 1) is one machine with 2 processes, (0, 0) two machines);
+    wait for all, at most ``timeout`` seconds in total. Unlike torchrun, nothing kills the other
+    processes when one fails, so each process's own exit code and message can be checked."""
+    port, procs = free_port(), []
+    for rank, local_rank in enumerate(local_ranks):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "LOCAL_RANK": str(local_rank), "WORLD_SIZE": str(len(local_ranks)), "OMP_NUM_THREADS": "1"}
+        procs.append(subprocess.Popen([sys.executable, *args], env=env, cwd=ROOT, text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    deadline, results = time.monotonic() + timeout, []
+    try:
+        for rank, proc in enumerate(procs):
+            try:
+                out, err = proc.communicate(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"rank {rank} still runs after {timeout} s: it waits for something that never comes")
+            results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    return results
 
 
 def train(out: Path, *, nproc: int, batch_size: int, extra: tuple[str, ...] = ()) -> tuple[str, dict]:
@@ -43,6 +82,8 @@ def single(tmp_path_factory):
     return train(tmp_path_factory.mktemp("ddp") / "single.pt", nproc=1, batch_size=64)
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_two_processes_match_one_process_with_the_same_global_batch(single, tmp_path):
     single_log, one = single
     ddp_log, two = train(tmp_path / "ddp.pt", nproc=2, batch_size=32)
@@ -55,6 +96,8 @@ def test_two_processes_match_one_process_with_the_same_global_batch(single, tmp_
         assert one["history"][key] == pytest.approx(two["history"][key], abs=TOLERANCE), key
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_resuming_from_rank_0_checkpoint_ends_where_an_uninterrupted_run_does(single, tmp_path):
     ckpt = tmp_path / "ckpt.pt"
     train(tmp_path / "half.pt", nproc=1, batch_size=64, extra=("--checkpoint", str(ckpt), "--epochs", "1"))
@@ -64,15 +107,17 @@ def test_resuming_from_rank_0_checkpoint_ends_where_an_uninterrupted_run_does(si
     assert resumed["history"]["val_acc"] == single[1]["history"]["val_acc"]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_the_comparison_notices_a_different_global_batch(single, tmp_path):
     # The tolerance is not vacuous: the same data and seed with global batch 32 instead of 64 is far outside it.
     _, other = train(tmp_path / "b32.pt", nproc=1, batch_size=32)
     assert max_weight_difference(single[1], other) > 100 * TOLERANCE
 
 
-# A driver run under torchrun by the next test: it imports the script, replaces the data loading by a
-# slow fake "download" that logs when it starts and ends, and asks each rank whether to resume from
-# a checkpoint that only rank 0 is told about (rank 1 gets a path that does not exist).
+# A driver run with 2 processes by the next tests: it imports the script, replaces the data loading by
+# a fake that logs when it starts and ends (local rank 0's "download" takes 1 s), and asks each rank
+# whether to resume from a checkpoint that only rank 0 is told about (rank 1 gets a missing path).
 PROBE = r'''
 import importlib.util, json, os, sys, time
 from pathlib import Path
@@ -81,16 +126,16 @@ spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
 train_ddp = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(train_ddp)
 out = Path(sys.argv[2])
-rank, world_size, device = train_ddp.setup("cpu")
+rank, local_rank, world_size, device = train_ddp.setup("cpu")
 
 def fake_datasets(dataset):
     start = time.time()
-    if rank == 0:
+    if local_rank == 0:
         time.sleep(1.0)          # a slow download
     return {"start": start, "end": time.time(), "dataset": dataset}
 
 train_ddp.helpers.mnist_datasets = fake_datasets
-log = train_ddp.load_data("full", rank)
+log = train_ddp.load_data("full", local_rank, device)
 ckpt = out / ("exists.pt" if rank == 0 else "missing.pt")
 if rank == 0:
     ckpt.write_bytes(b"x")
@@ -101,13 +146,14 @@ dist.destroy_process_group()
 '''
 
 
-def test_rank_0_downloads_first_and_its_resume_decision_is_broadcast(tmp_path):
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_local_rank_0_downloads_first_and_rank_0s_resume_decision_is_broadcast(tmp_path):
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     proc = subprocess.run([*torchrun(), "--standalone", "--nproc_per_node=2", str(probe), str(SCRIPT), str(tmp_path)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=600)
+                          capture_output=True, text=True, cwd=ROOT, timeout=240)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    import json
     rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
     assert rank0["dataset"] == rank1["dataset"] == "full"
     # rank 1 starts reading only after rank 0 has finished its (1 s) download
@@ -115,6 +161,122 @@ def test_rank_0_downloads_first_and_its_resume_decision_is_broadcast(tmp_path):
     # rank 1 cannot see a checkpoint, rank 0 can: both follow rank 0
     assert rank0["resume"] is True and rank1["resume"] is True
     assert rank0["resume_none"] is False and rank1["resume_none"] is False
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_on_two_machines_each_local_rank_0_downloads_at_once(tmp_path):
+    # RANK 0 and 1, both LOCAL_RANK 0: two machines with a disk each, so both download, neither waits
+    # (gated on RANK, rank 1 would start only after rank 0's download, as on one machine).
+    probe = tmp_path / "probe.py"
+    probe.write_text(PROBE)
+    for proc in spawn([str(probe), str(SCRIPT), str(tmp_path)], local_ranks=(0, 0), timeout=240):
+        assert proc.returncode == 0, proc.stderr[-4000:]
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert rank1["start"] < rank0["end"] - 0.5 and rank0["start"] < rank1["end"] - 0.5, (rank0, rank1)
+    assert rank0["resume"] is True and rank1["resume"] is True  # the broadcast does not depend on local ranks
+
+
+# A driver for the next test: the script's main() with a "download" that fails on local rank 0 (no
+# network) and sleeps 1 s first; it logs each call of the loader and of destroy_process_group.
+FAILING = r'''
+import importlib.util, os, sys, time
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
+train_ddp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ddp)
+log = Path(sys.argv[2]) / f"rank{os.environ['RANK']}.log"
+
+def note(event):
+    with log.open("a") as f:
+        f.write(event + "\n")
+
+def failing_datasets(dataset):
+    note("load " + dataset)
+    time.sleep(1.0)
+    raise train_ddp.helpers.DatasetUnavailableError("no network here (simulated)")
+
+destroy = train_ddp.dist.destroy_process_group
+def logged_destroy(*args, **kwargs):
+    note("destroy_process_group")
+    return destroy(*args, **kwargs)
+
+train_ddp.helpers.mnist_datasets = failing_datasets
+train_ddp.dist.destroy_process_group = logged_destroy
+train_ddp.main(["--dataset", "full", "--device", "cpu", "--threads", "1", "--epochs", "1"])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_failed_download_stops_every_process_quickly_with_a_clear_error(tmp_path):
+    driver = tmp_path / "failing.py"
+    driver.write_text(FAILING)
+    t0 = time.monotonic()
+    rank0, rank1 = spawn([str(driver), str(SCRIPT), str(tmp_path)], local_ranks=(0, 1), timeout=120)
+    seconds = time.monotonic() - t0
+    # rank 0 fails with the download's own error, rank 1 with one that says what happened; neither waits
+    # for the process group's timeout (30 min with gloo) for files that will never come
+    assert rank0.returncode == 1 and "DatasetUnavailableError: no network here (simulated)" in rank0.stderr, (
+        rank0.stderr[-3000:])
+    assert rank1.returncode == 1, rank1.stderr[-3000:]
+    assert "RuntimeError: the 'full' dataset failed to load on local rank 0" in rank1.stderr, rank1.stderr[-3000:]
+    assert seconds < 90, f"{seconds:.0f} s to stop"
+    logs = [read_log(tmp_path / f"rank{r}.log") for r in (0, 1)]
+    assert logs[0] == ["load full", "destroy_process_group"], logs[0]  # torn down even on error
+    assert logs[1] == ["destroy_process_group"], logs[1]  # rank 1 never read the missing files
+
+
+def read_log(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+# A driver for the next test: main() on 256 embedded images, with DDP models tracked by weak references
+# and destroy_process_group logging whether one is still alive; "error" makes the first epoch fail.
+RELEASE = r'''
+import importlib.util, os, sys, weakref
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
+train_ddp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ddp)
+log, mode, models = Path(sys.argv[2]) / f"rank{os.environ['RANK']}.log", sys.argv[3], []
+
+class TrackedDDP(train_ddp.DDP):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        models.append(weakref.ref(self))
+
+def failing_epoch(*args, **kwargs):
+    raise RuntimeError("simulated failure during training")
+
+destroy = train_ddp.dist.destroy_process_group
+def logged_destroy(*args, **kwargs):
+    with log.open("a") as f:
+        f.write(f"destroy_process_group, DDP models alive: {sum(m() is not None for m in models)}/{len(models)}\n")
+    return destroy(*args, **kwargs)
+
+train_ddp.DDP = TrackedDDP
+train_ddp.dist.destroy_process_group = logged_destroy
+if mode == "error":
+    train_ddp.train_epoch = failing_epoch
+train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "1", "--train-examples", "256"])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("mode", ["success", "error"])
+def test_ddp_is_released_before_the_process_group_is_destroyed(tmp_path, mode):
+    # torch 2.7.0's Gloo aborted at exit ("terminate called without an active exception") when the
+    # process group went first; after an error the traceback still holds the training frame's DDP model
+    driver = tmp_path / "release.py"
+    driver.write_text(RELEASE)
+    for rank, proc in enumerate(spawn([str(driver), str(SCRIPT), str(tmp_path), mode], (0, 1), timeout=240)):
+        assert proc.returncode == (0 if mode == "success" else 1), proc.stderr[-3000:]
+        if mode == "error":
+            assert "RuntimeError: simulated failure during training" in proc.stderr, proc.stderr[-3000:]
+        assert "terminate called" not in proc.stderr, proc.stderr[-3000:]
+        assert read_log(tmp_path / f"rank{rank}.log") == ["destroy_process_group, DDP models alive: 0/1"], rank
 
 
 def test_a_rank_that_cannot_see_rank_0s_checkpoint_stops_with_a_clear_error(tmp_path, monkeypatch):
