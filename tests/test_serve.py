@@ -1,11 +1,14 @@
 """The inference service (helpers.serve): its input checks in-process, then a real uvicorn process on
 127.0.0.1 (a free port) that refuses each kind of bad input with a 4xx and a JSON message, keeps answering,
-survives a bounded load run with zero errors, and is stopped by its PID."""
+survives a bounded load run with zero errors, runs several worker processes, and is stopped by its PID;
+and the figure drawn from the open-loop benchmark's JSON. Hostile clients: tests/test_serve_hostile.py."""
 import asyncio
 import importlib.util
 import io
 import json
 import socket
+import struct
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,9 @@ from PIL import Image  # noqa: E402  (installed with the deploy extra)
 from helpers import serve  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+_spec = importlib.util.spec_from_file_location("loadgen", ROOT / "benchmarks" / "loadgen.py")
+loadgen = importlib.util.module_from_spec(_spec)  # benchmarks/loadgen.py, the load generator (not a package)
+_spec.loader.exec_module(loadgen)
 
 
 def png(pixels: np.ndarray) -> bytes:
@@ -55,6 +61,7 @@ def digits() -> np.ndarray:
 
 
 def test_input_checks_in_process():
+    """The parsers alone: good bodies give (N, 28, 28) float32 in [0, 1], bad ones a BadInput with a status."""
     good = np.full((28, 28), 0.5)
     assert serve.images_from_json(json.dumps(good.tolist()).encode()).shape == (1, 28, 28)
     assert serve.images_from_json(json.dumps({"image": [good.tolist()] * 3}).encode()).shape == (3, 28, 28)
@@ -65,6 +72,8 @@ def test_input_checks_in_process():
         assert err.value.status == status, body
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_health(service):
     url, proc = service
     r = httpx.get(url + "/health")
@@ -72,6 +81,8 @@ def test_health(service):
     assert r.json()["input"][1:] == [1, 28, 28]
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_json_png_and_raw_png_give_the_same_answer(service, digits):
     url, _ = service
     with httpx.Client(base_url=url) as client:
@@ -102,7 +113,13 @@ BAD = {  # name: (request keywords, expected status, a word the message must con
     "infinity": (dict(content=json.dumps([[float("inf")] * 28] * 28), headers={"content-type": "application/json"}),
                  422, "infinite"),
     "out of range": (dict(json=np.full((28, 28), 255.0).tolist()), 422, "[0, 1]"),
-    "not an image": (dict(files={"file": ("x.png", b"this is not a PNG", "image/png")}), 415, "not an image"),
+    "not an image": (dict(files={"file": ("x.png", b"this is not a PNG", "image/png")}), 415, "not a PNG"),
+    "deeply nested JSON": (dict(content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"}),
+                           422, "nested"),
+    "PNG bomb": (dict(content=serve.PNG_SIGNATURE + struct.pack(">I4sII", 13, b"IHDR", 100_000, 100_000) + bytes(9),
+                      headers={"content-type": "image/png"}), 413, "64 x 64"),
+    "truncated PNG": (dict(content=png(np.full((28, 28), 7, np.uint8))[:-30], headers={"content-type": "image/png"}),
+                      400, "truncated"),
     "wrong image size": (dict(files={"file": ("x.png", png(np.zeros((32, 32), np.uint8)), "image/png")}), 422,
                          "28 x 28"),
     "no file field": (dict(files={"other": ("x.png", b"x", "image/png")}), 422, "'file'"),
@@ -114,6 +131,8 @@ BAD = {  # name: (request keywords, expected status, a word the message must con
 }
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", BAD)
 def test_bad_input_gets_a_4xx_with_a_message_and_the_service_keeps_answering(service, digits, name):
     url, proc = service
@@ -127,34 +146,40 @@ def test_bad_input_gets_a_4xx_with_a_message_and_the_service_keeps_answering(ser
     assert proc.poll() is None, "the service died"
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("deploy_benchmark", ROOT / "benchmarks" / "deploy_benchmark.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def json_payloads(raw: np.ndarray) -> list[dict]:
+    return [{"content": json.dumps((img / 255).round(4).tolist()).encode(),
+             "headers": {"content-type": "application/json"}} for img in raw]
 
 
+def png_payloads(raw: np.ndarray) -> list[dict]:
+    return [{"files": {"file": ("digit.png", png(img), "image/png")}} for img in raw]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", ["json", "png"])
 def test_bounded_load_run_has_zero_errors(service, digits, kind):
     url, proc = service
-    bench = load_generator()
-    payloads = bench.json_payloads(digits) if kind == "json" else bench.png_payloads(digits)
+    payloads = json_payloads(digits) if kind == "json" else png_payloads(digits)
     n = 2000 if kind == "json" else 500
-    result = asyncio.run(bench.load(url, payloads, n=n, concurrency=16))
+    result = asyncio.run(loadgen.load(url, payloads, n=n, concurrency=16))
     assert result["failures"] == 0, result["first_failure"]
     assert result["n"] == n and result["rps"] > 0  # speed is the benchmark's business, not a test's
     assert proc.poll() is None
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_the_load_generator_counts_refused_requests_as_failures(service):
     url, proc = service
-    bench = load_generator()
     bad = [{"content": b"[1, 2", "headers": {"content-type": "application/json"}}]
-    result = asyncio.run(bench.load(url, bad, n=40, concurrency=4))
+    result = asyncio.run(loadgen.load(url, bad, n=40, concurrency=4))
     assert result["failures"] == 40 and result["first_failure"].startswith("400 ")
     assert proc.poll() is None
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(180)
 def test_running_stops_the_process_by_pid_and_frees_the_port(onnx_path):
     port = serve.free_port()
     with serve.running(onnx_path, port=port) as (url, proc):
@@ -163,3 +188,85 @@ def test_running_stops_the_process_by_pid_and_frees_the_port(onnx_path):
     assert proc.returncode is not None and proc.pid == pid
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0, "nothing may still listen on the port"
+
+
+def children(pid: int) -> set[int]:
+    """The PIDs whose parent is ``pid`` (read from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process has just exited
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads child processes from /proc (Linux)")
+def test_workers_run_several_processes_that_stop_with_the_pid(onnx_path, digits):
+    with serve.running(onnx_path, workers=2) as (url, proc):
+        deadline = time.monotonic() + 60
+        while len(workers := children(proc.pid)) < 2:
+            assert time.monotonic() < deadline, f"expected 2 worker processes, found {workers}"
+            time.sleep(0.2)
+        answered = {httpx.get(url + "/health", timeout=10).json()["pid"] for _ in range(20)}  # a new connection each
+        r = httpx.post(url + "/predict", json=(digits[0] / 255).tolist(), timeout=10)
+        assert r.status_code == 200 and 0 <= r.json()["digit"] <= 9
+    assert answered and answered <= workers and proc.pid not in answered, (answered, workers)
+    assert proc.returncode is not None
+    for pid in workers:  # stopping the parent by its PID stopped every worker
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_ort_session_runs_the_onnx_model_on_one_thread(onnx_path):
+    session = serve.ort_session(onnx_path)
+    assert session.get_inputs()[0].name == "image" and session.get_providers() == ["CPUExecutionProvider"]
+    assert session.get_session_options().intra_op_num_threads == 1
+    x = torch.randn(3, 1, 28, 28)
+    torch.manual_seed(0)
+    model = helpers.small_cnn().eval()  # the same seeded weights as the fixture's model
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert np.allclose(session.run(None, {"image": x.numpy()})[0], expected, atol=1e-4)
+
+
+def rows(*points) -> list[dict]:
+    return [{"offered_rps": rate, "p50_ms": p50, "p99_ms": p99} for rate, p50, p99 in points]
+
+
+OPEN_LOOP = {"meta": {"slo_ms": 20}, "results": {"json": {
+    "inline": rows((250, 1.0, 3.0), (500, 2.0, 15.0), (1000, 40.0, 90.0)),
+    "threadpool": rows((250, 1.0, 2.0), (500, 1.5, 4.0), (1000, 3.0, 20.0)),
+    "workers2": rows((250, 30.0, 25.0), (500, 9.0, None), (1000, None, None)),
+}}}
+
+
+def test_knee_is_the_highest_offered_rate_within_the_p99_target():
+    rows = OPEN_LOOP["results"]["json"]
+    assert serve.knee(rows["inline"]) == 500
+    assert serve.knee(rows["threadpool"]) == 1000  # 20 ms exactly is within
+    assert serve.knee(rows["threadpool"], slo_ms=3) == 250
+    assert serve.knee(rows["workers2"]) is None  # too slow, or too many failures (p99 None)
+
+
+def test_plot_latency_vs_load_draws_a_line_per_server_and_names_its_knee(tmp_path):
+    import matplotlib.pyplot as plt
+    path = tmp_path / "openloop.json"
+    path.write_text(json.dumps(OPEN_LOOP))
+    ax = serve.plot_latency_vs_load(path, "json")
+    labels = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert labels == ["inline p99 (knee 500 req/s)", "threadpool p99 (knee 1,000 req/s)", "workers2 p99 (no knee)",
+                      "20 ms"]
+    assert ax.get_xscale() == "log" and "offered load" in ax.get_xlabel()
+    p99_lines = [line for line in ax.get_lines() if line.get_label().endswith(")")]
+    assert list(p99_lines[0].get_ydata()) == [3.0, 15.0, 90.0]
+    _, given = plt.subplots()
+    assert serve.plot_latency_vs_load(OPEN_LOOP, "json", ax=given) is given
+    with pytest.raises(ValueError, match="no results for format 'png'"):
+        serve.plot_latency_vs_load(OPEN_LOOP, "png")
+    plt.close("all")
