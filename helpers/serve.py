@@ -19,7 +19,9 @@ It loads the ONNX model once into an ONNX Runtime session and answers
 
 The service normalises with the training statistics (``MNIST_MEAN``,
 ``MNIST_STD``) itself: send raw pixels, never normalised ones. Parsing and
-inference run in a thread pool, so ``/health`` answers meanwhile. Bad input
+inference run in a thread pool; ONNX Runtime releases the GIL while it
+computes, so ``/health`` answers during a model call (parsing holds the GIL:
+hence the body limit). Bad input
 gets a 4xx and ``{"detail": "what was wrong"}``: 400 malformed JSON or a
 damaged PNG, 408 a body slower than ``body_timeout`` (10 s), 413 a body
 over ``max_bytes`` (1 MiB) or a PNG declaring more than 64 x 64 pixels

@@ -83,10 +83,11 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
 def load_data(dataset: str, local_rank: int, device: torch.device):
     """Return (train_ds, test_ds); on each machine, local rank 0 downloads first.
 
-    The processes of a machine share its disk, and several writing one folder corrupt
-    it: local rank 0 downloads while the others wait. A plain barrier would make them
-    wait for ever if the download fails, so every process joins an all-reduce of a
-    "failed" flag instead: it waits like a barrier and tells everyone the outcome.
+    Several processes writing one folder corrupt it: local rank 0 downloads while the
+    others wait (nodes sharing one data folder: download once, before the job). At a
+    plain barrier the others would learn of a failed download only from a broken
+    connection or the process group's timeout (10 min with NCCL), so every process joins
+    an all-reduce of a "failed" flag: it waits like a barrier and tells all the outcome.
     """
     if not dist.is_initialized():
         return helpers.mnist_datasets(dataset)
