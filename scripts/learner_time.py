@@ -2,6 +2,7 @@
 
     .venv/bin/python scripts/learner_time.py            # print the table
     .venv/bin/python scripts/learner_time.py --write    # rewrite each notebook's "**Time:**" sentence
+                                                        # and the table on book/instructors.md
 
 A guess goes stale as a chapter grows; a count does not. The chapter is split at its exercises (the first
 `{exercise}` directive). Each part costs: its prose at a technical reading speed, each visible code cell
@@ -100,9 +101,33 @@ def write(path: Path) -> bool:
     return True
 
 
+def table_row(path: Path) -> str:
+    """The notebook's row of the learner-time table on book/instructors.md."""
+    e = estimate(json.loads(path.read_text(encoding="utf-8"))["cells"])
+    main_min, ex_min = chapter_times(path)
+    return (f"| {path.stem} | {e.words:,} | {e.code_cells} | {e.code_lines} | {main_min} min | "
+            f"{f'{ex_min} min' if ex_min else '—'} |")
+
+
+def write_table() -> bool:
+    """Rewrite the rows of the learner-time table on book/instructors.md; return whether it changed."""
+    page = course.ROOT / "book" / "instructors.md"
+    old = page.read_text(encoding="utf-8")
+    new = old
+    for path in course.notebooks():
+        row = re.compile(rf"^\| {re.escape(path.stem)} \|.*$", re.M)
+        if not row.search(new):
+            raise SystemExit(f"book/instructors.md's learner-time table has no row for {path.stem}; add one")
+        new = row.sub(lambda _, p=path: table_row(p), new, count=1)
+    if new != old:
+        page.write_text(new, encoding="utf-8")
+    return new != old
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", action="store_true", help="rewrite each notebook's Time sentence")
+    parser.add_argument("--write", action="store_true",
+                        help="rewrite each notebook's Time sentence and the instructors' table")
     args = parser.parse_args()
     print(f"{'notebook':18} {'words':>6} {'cells':>5} {'lines':>5} {'chapter':>8} {'exercises':>9}  stated")
     for path in course.notebooks():
@@ -113,6 +138,8 @@ def main() -> None:
         main_min, ex_min = chapter_times(path)
         print(f"{path.stem:18} {e.words:6} {e.code_cells:5} {e.code_lines:5} {main_min:6} min {ex_min:5} min  "
               f"{stated(path)}")
+    if args.write and write_table():
+        print("rewrote the learner-time table of book/instructors.md")
 
 
 if __name__ == "__main__":

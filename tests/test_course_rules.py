@@ -17,6 +17,8 @@ import course
 import learner_time
 import pytest
 from conftest import ROOT
+from test_notebooks import cells
+from test_notebooks import source as src
 
 NOTEBOOKS = course.notebooks()
 FIX = "issue 19/20: to be fixed with the chapter's corrections this round"
@@ -26,14 +28,6 @@ KNOWN = {
     "hidden_checks_have_messages": {n: FIX for n in ("03_data", "04_mlp", "07_autoencoder")},
     "sections_run_in_order": {"09_training_fast": "issue 20: section 9.4 appears twice"},
 }
-
-
-def cells(path: Path) -> list[dict]:
-    return json.loads(path.read_text(encoding="utf-8"))["cells"]
-
-
-def src(cell: dict) -> str:
-    return "".join(cell["source"])
 
 
 def code_tree(cell: dict) -> ast.Module:
