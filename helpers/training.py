@@ -279,6 +279,11 @@ def fit(model: nn.Module, train_loader, val_loader, loss_fn, optimizer: torch.op
                          "use scheduler_step='epoch' with it")
     if amp_dtype not in (None, torch.bfloat16, torch.float16):
         raise ValueError(f"amp_dtype must be None, torch.bfloat16 or torch.float16, got {amp_dtype!r}")
+    if getattr(val_loader, "split", None) == "test":
+        raise ValueError("fit's val_loader is the test loader: validation chooses (epochs, learning rate, the "
+                         "model), so the test split would stop being a fair final check. Pass the validation "
+                         "loader, e.g. train_loader, val_loader, test_loader = "
+                         "helpers.mnist_loaders(val_fraction=0.2), and evaluate test_loader once at the end")
     device = get_device(device)
     scaler = torch.amp.GradScaler(device.type) if amp_dtype == torch.float16 else None
     _check_model_device(model, device)

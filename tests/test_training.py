@@ -209,3 +209,14 @@ def test_a_diverging_loss_names_its_first_batch_after_the_epoch():
     with pytest.raises(FloatingPointError, match="at epoch 1, batch 2"):
         helpers.fit(model, loader, None, nn.CrossEntropyLoss(), torch.optim.SGD(model.parameters(), lr=0.1),
                     epochs=1, device="cpu", progress=False, verbose=False)
+
+
+def test_fit_refuses_the_test_loader_for_validation():
+    """The run-time guard behind the course rule 'the test split never chooses'."""
+    train, val, test = helpers.mnist_loaders(val_fraction=0.2, batch_size=256)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match="val_loader is the test loader"):
+        helpers.fit(model, train, test, nn.CrossEntropyLoss(), opt, epochs=1, device="cpu", verbose=False)
+    helpers.fit(model, train, val, nn.CrossEntropyLoss(), opt, epochs=1, device="cpu", verbose=False,
+                max_batches=1, progress=False)
