@@ -90,11 +90,14 @@ def train(epochs: int, seed: int) -> nn.Module:
     torch.manual_seed(seed)
     model = helpers.small_cnn()
     if epochs > 0:
-        train_loader, test_loader = helpers.mnist_loaders("embedded", batch_size=64, seed=seed)
+        # as in chapter 10: 3,200 training images, 800 for validation, one-cycle stepped per batch
+        train_loader, val_loader, _ = helpers.mnist_loaders("embedded", batch_size=64, seed=seed,
+                                                            val_fraction=0.2)
         optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01, total_steps=epochs)
-        helpers.fit(model, train_loader, test_loader, nn.CrossEntropyLoss(), optimizer, epochs=epochs,
-                    scheduler=scheduler, progress=False, verbose=False)
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.01,
+                                                        total_steps=epochs * len(train_loader))
+        helpers.fit(model, train_loader, val_loader, nn.CrossEntropyLoss(), optimizer, epochs=epochs,
+                    scheduler=scheduler, scheduler_step="batch", progress=False, verbose=False)
     return model.eval()
 
 

@@ -23,7 +23,7 @@ def make(seed: int):
     return model, torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
 
 
-def hand_loop(model, optimizer, train_loader, test_loader, loss_fn, epochs: int) -> None:
+def hand_loop(model, optimizer, train_loader, val_loader, loss_fn, epochs: int) -> None:
     """The pytorch/examples-style loop: per-example loss sums, accuracy, eval under no_grad."""
     for _ in range(epochs):
         model.train()
@@ -40,7 +40,7 @@ def hand_loop(model, optimizer, train_loader, test_loader, loss_fn, epochs: int)
         model.eval()
         with torch.no_grad():
             vtotal, vcorrect, vn = 0.0, 0, 0
-            for x, y in test_loader:
+            for x, y in val_loader:
                 logits = model(x)
                 vtotal += loss_fn(logits, y).item() * len(y)
                 vcorrect += (logits.argmax(1) == y).sum().item()
@@ -57,13 +57,14 @@ def main() -> None:
     times = {"hand": [], "fit": []}
     for r in range(args.repeats):
         for name in ("hand", "fit") if r % 2 == 0 else ("fit", "hand"):   # interleave: drift hits both
-            train_loader, test_loader = helpers.mnist_loaders(batch_size=args.batch_size, seed=0)
+            train_loader, val_loader, _ = helpers.mnist_loaders(batch_size=args.batch_size, seed=0,
+                                                                val_fraction=0.2)
             model, optimizer = make(seed=0)
             t0 = time.perf_counter()
             if name == "hand":
-                hand_loop(model, optimizer, train_loader, test_loader, loss_fn, args.epochs)
+                hand_loop(model, optimizer, train_loader, val_loader, loss_fn, args.epochs)
             else:
-                helpers.fit(model, train_loader, test_loader, loss_fn, optimizer, epochs=args.epochs,
+                helpers.fit(model, train_loader, val_loader, loss_fn, optimizer, epochs=args.epochs,
                             device="cpu", progress=False, verbose=False)
             times[name].append(time.perf_counter() - t0)
     hand, fit = statistics.median(times["hand"]), statistics.median(times["fit"])
