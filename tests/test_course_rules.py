@@ -26,7 +26,7 @@ KNOWN = {
     "test_split_never_chooses": {n: FIX for n in ("05_cnn", "06_rnn", "07_autoencoder", "08_attention",
                                                     "pitfalls")},
     "hidden_checks_have_messages": {n: FIX for n in ("03_data", "04_mlp", "07_autoencoder")},
-    "sections_run_in_order": {"09_training_fast": "issue 20: section 9.4 appears twice"},
+    "sections_run_in_order": {},
 }
 
 
