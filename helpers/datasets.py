@@ -1,8 +1,9 @@
 """Datasets and a collate function that DataLoader worker processes can import (chapter 3).
 
 With ``num_workers > 0`` every worker process needs the dataset object. Under the "spawn" start
-method (the default on macOS and Windows) each worker is a fresh Python that unpickles the dataset
-and imports its class **by module and name**: a class defined in a notebook or script run as
+method (the default on macOS and Windows) and "forkserver" (the default on Linux from Python 3.14)
+each worker is a fresh Python that unpickles the dataset and imports its class **by module and
+name**: a class defined in a notebook or script run as
 ``__main__`` cannot be found there, and the worker dies. Classes used with workers therefore live
 in an importable ``.py`` module such as this one, and so do their transforms and ``collate_fn``.
 """
@@ -121,8 +122,9 @@ class WhoLoads(Dataset):
 def seed_worker(worker_id: int) -> None:
     """worker_init_fn: seed Python's and NumPy's generators from the worker's torch seed.
 
-    The recipe of PyTorch's reproducibility notes. Recent PyTorch already seeds ``random`` and
-    NumPy in each worker; this makes it explicit and covers libraries that need the same call.
+    The recipe of PyTorch's reproducibility notes. PyTorch (1.9 and later) already seeds ``random``
+    and NumPy in each worker from the same seed, so this changes nothing for them; it is a template
+    for a library with a generator of its own.
     """
     seed = torch.initial_seed() % 2**32        # the DataLoader set it: base_seed + worker_id
     random.seed(seed)
