@@ -52,7 +52,7 @@ from report import Report, cpu_name, markdown_table  # noqa: E402  (benchmarks/r
 MODES = {"inline": (1, ("--inline",)), "threadpool": (1, ()), "workers2": (2, ())}
 FORMATS = ("json", "png")
 RATES = (250, 500, 1000, 2000, 4000)
-SLO_MS = 20.0  # the knee: the highest offered rate whose p99 stays within this
+SLO_MS = 20.0  # the knee: the highest offered rate up to which every rate kept p99 within this
 
 
 def json_payloads(raw: np.ndarray) -> list[dict]:
@@ -265,7 +265,7 @@ def open_loop_section(args, results: dict, pinning: str) -> str:
         parts += [f"### {'JSON bodies' if fmt == 'json' else 'PNG uploads'}\n",
                   markdown_table(["server", "offered req/s", "achieved req/s", "p50 (ms)", "p90 (ms)", "p99 (ms)",
                                   "max (ms)", "errors", "client lag p99 (ms)"], rows), "",
-                  f"Knee (highest offered rate with p99 <= {SLO_MS:g} ms): {knees}.\n"]
+                  f"Knee (highest offered rate up to which every rate kept p99 <= {SLO_MS:g} ms): {knees}.\n"]
     return "\n".join(parts)
 
 

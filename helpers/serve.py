@@ -384,17 +384,25 @@ def running(model_path: str | Path, *, port: int | None = None, threads: int = 1
 
 
 def knee(rows: list[dict], slo_ms: float = 20.0) -> float | None:
-    """The highest offered rate (req/s) whose p99 latency is at most ``slo_ms``, or None."""
-    ok = [r["offered_rps"] for r in rows if r["p99_ms"] is not None and r["p99_ms"] <= slo_ms]
-    return max(ok) if ok else None
+    """The highest offered rate (req/s) up to which every measured rate kept p99 within ``slo_ms``, or None.
+
+    A rate that misses the target ends the search: a lower rate that misses (a stall) is not
+    excused by a higher one that happened to meet it.
+    """
+    best = None
+    for r in sorted(rows, key=lambda r: r["offered_rps"]):
+        if r["p99_ms"] is None or r["p99_ms"] > slo_ms:
+            break
+        best = r["offered_rps"]
+    return best
 
 
 def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=None, slo_ms: float = 20.0):
     """Draw p99 (and p50) latency against offered load, one line per server mode; return the axes.
 
     ``results`` is what ``benchmarks/deploy_benchmark.py --json-out`` writes (or its path); ``fmt``
-    is ``"json"`` or ``"png"``. The legend names each mode's knee: the highest offered rate whose p99
-    stays within ``slo_ms``. A rate with more than 1% failed requests has no p99 and is left out.
+    is ``"json"`` or ``"png"``. The legend names each mode's knee: the highest offered rate up to
+    which every measured rate kept p99 within ``slo_ms``. A rate with more than 1% failed requests has no p99 and is left out.
     """
     import matplotlib.pyplot as plt
     if not isinstance(results, dict):

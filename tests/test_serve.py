@@ -252,6 +252,9 @@ def test_knee_is_the_highest_offered_rate_within_the_p99_target():
     assert serve.knee(rows["threadpool"]) == 1000  # 20 ms exactly is within
     assert serve.knee(rows["threadpool"], slo_ms=3) == 250
     assert serve.knee(rows["workers2"]) is None  # too slow, or too many failures (p99 None)
+    stall = [{"offered_rps": 250, "p99_ms": 2.0}, {"offered_rps": 1000, "p99_ms": 129.0},
+             {"offered_rps": 500, "p99_ms": 3.0}, {"offered_rps": 2000, "p99_ms": 9.0}]
+    assert serve.knee(stall) == 500  # a miss at 1,000 ends it, whatever 2,000 did
 
 
 def test_plot_latency_vs_load_draws_a_line_per_server_and_names_its_knee(tmp_path):
