@@ -192,7 +192,7 @@ def test_compiled_quick_mode_reports_no_recompilation(eager_compile, threads):
                        r"validation and timed runs after it \(0 is right\), (\d+) graph break\(s\)", report)
     assert counts, report
     compiled, recompiled, breaks = map(int, counts.groups())
-    assert compiled >= 1 and recompiled == 0 and breaks >= 1  # loss.backward() breaks the graph
+    assert compiled >= 1 and recompiled == 0 and breaks == 0  # backward() outside the compiled function
 
 
 # ---- the recipe, the shifts, the statistics -------------------------------------------------------
