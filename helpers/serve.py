@@ -402,7 +402,8 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
 
     ``results`` is what ``benchmarks/deploy_benchmark.py --json-out`` writes (or its path); ``fmt``
     is ``"json"`` or ``"png"``. The legend names each mode's knee: the highest offered rate up to
-    which every measured rate kept p99 within ``slo_ms``. A rate with more than 1% failed requests has no p99 and is left out.
+    which every measured rate kept p99 within ``slo_ms``. A rate with more than 1% failed requests
+    has no p99 and is left out.
     """
     import matplotlib.pyplot as plt
     if not isinstance(results, dict):

@@ -16,11 +16,11 @@ TOLERANCE = 1e-4  # max |logit difference|; measured about 1e-5 on the trained s
 def trained():
     """The small CNN after 20 AdamW steps (enough for confident, non-tied predictions), in eval mode."""
     helpers.set_seed(0)
-    train_loader, test_loader = helpers.mnist_loaders("embedded", batch_size=64, seed=0)
+    train_loader, _ = helpers.mnist_loaders("embedded", batch_size=64, seed=0)
     torch.manual_seed(0)
     model = helpers.small_cnn()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.01)
-    helpers.fit(model, train_loader, test_loader, nn.CrossEntropyLoss(), optimizer, epochs=1, max_batches=20,
+    helpers.fit(model, train_loader, None, nn.CrossEntropyLoss(), optimizer, epochs=1, max_batches=20,
                 progress=False, verbose=False)
     x_test, y_test = helpers.mnist_datasets("embedded")[1].tensors
     return model.eval(), x_test, y_test

@@ -58,7 +58,10 @@ def split_solutions(path: Path) -> tuple[list[str], list[str]]:
     inside = set(editions.solution_cells(cells))
     for i, c in enumerate(cells):
         text = "".join(c["source"])
-        outputs = ["".join(o.get("text", "")) + json.dumps(o.get("data", {})) for o in c.get("outputs", [])]
+        # text outputs only: an image's base64 holds random "words" no page shows as text
+        outputs = ["".join(o.get("text", "")) + json.dumps({k: v for k, v in o.get("data", {}).items()
+                                                          if k.startswith("text/")})
+                   for o in c.get("outputs", [])]
         if i in inside and not (c["cell_type"] == "markdown" and "{solution}" in text):
             solutions += [text] + outputs
         elif c["cell_type"] == "markdown" and "{solution}" in text:
