@@ -212,4 +212,4 @@ def test_deploy_benchmark_tiny_sweep_writes_the_markdown_report_and_the_json(tmp
                 assert 0 < r["p50_ms"] <= r["p90_ms"] <= r["p99_ms"] <= r["max_ms"], r
                 assert r["achieved_rps"] > 0.5 * r["offered_rps"], r
                 assert re.search(rf"^\| {mode} \| {r['offered_rps']} \| ", report, flags=re.M), (mode, r)
-    assert report.count("Knee (highest offered rate with p99 <= 20 ms)") == 2
+    assert report.count("Knee (highest offered rate up to which every rate kept p99 <= 20 ms)") == 2
