@@ -3,6 +3,7 @@
 Each chapter first writes an idea by hand; from then on it calls the helper here,
 so every line a helper hides has already been seen in the open.
 """
+from . import grading
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import (
     DATASETS,
@@ -33,5 +34,5 @@ __all__ = [
     "doctor", "evaluate", "fit",
     "format_epoch", "get_device", "load_checkpoint", "load_mnist_arrays", "mnist_datasets", "mnist_loaders",
     "plot_history", "save_checkpoint", "set_seed", "show_images", "to_tensor", "train_epoch",
-    "accuracy_se", "compare", "format_acc", "mcnemar", "mean_sd",
+    "accuracy_se", "compare", "format_acc", "mcnemar", "mean_sd", "grading",
 ]

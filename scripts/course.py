@@ -20,6 +20,21 @@ CHAPTER_NAME = re.compile(r"^\d\d_")
 # seconds a notebook may take to execute at its default parameters on a 2-core CPU, solutions included
 BUDGET_SECONDS = {"08_attention": 120, "09_training_fast": 90}
 DEFAULT_BUDGET_SECONDS = 60
+# parameters that run each notebook in seconds (papermill tests, assignments graded in CI)
+SMOKE = {
+    "01_tensors": dict(),
+    "02_autograd": dict(steps=20),
+    "03_data": dict(epochs=1, max_batches=3),
+    "04_mlp": dict(epochs=1, max_batches=3),
+    "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, ig_steps=2, ablation_epochs=1,
+                   max_batches=3),
+    "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2, window=10, horizon=5),
+    "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3, vae_latent_dim=3, noise_std=0.3),
+    "08_attention": dict(epochs=1, cnn_epochs=1, sweep_epochs=1, max_batches=3, gpt_steps=5, seq_steps=5),
+    "09_training_fast": dict(epochs=1, max_batches=3, n_seeds=1, ddp_epochs=1, ddp_train_examples=256),
+    "10_deploy": dict(epochs=1, max_batches=3),
+    "pitfalls": dict(epochs=1, batch_size=31),
+}
 
 
 def budget_seconds(path: Path) -> int:

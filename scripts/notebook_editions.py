@@ -84,9 +84,16 @@ def strip_text_solutions(text: str) -> str:
     return SOLUTION.sub("", text).strip("\n")
 
 
+def without_hidden_tests(cells: list[dict]) -> list[dict]:
+    """The cells less the graded assignments' hidden tests (tag grade-hidden, scripts/assignment.py):
+    they are in no edition a learner receives."""
+    return [c for c in cells if "grade-hidden" not in c.get("metadata", {}).get("tags", [])]
+
+
 def student_edition(nb: dict) -> dict:
     """A copy of ``nb`` without any solution: text solutions, gated solutions' cells and outputs."""
     nb = copy.deepcopy(nb)
+    nb["cells"] = without_hidden_tests(nb["cells"])
     drop = set(solution_cells(nb["cells"]))
     kept = []
     for i, cell in enumerate(nb["cells"]):
@@ -115,6 +122,7 @@ def _plain_markdown(text: str, labels: dict[str, str]) -> str:
 def colab_edition(nb: dict, chapter: str) -> dict:
     """A copy of ``nb`` that reads well without MyST: see the module docstring."""
     nb = copy.deepcopy(nb)
+    nb["cells"] = without_hidden_tests(nb["cells"])
     labels, count = {}, 0
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":

@@ -19,23 +19,11 @@ from torch.utils.data import DataLoader, TensorDataset
 matplotlib.use("Agg")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))  # course.py: the chapter list and the lowest torch, stated once
+import course  # noqa: E402
 
 # Smoke-size parameters of every notebook (an instructor's quick run): the papermill tests run each
 # chapter with them, on the full-data path, with other valid values and on the lowest torch release.
-SMOKE = {
-    "01_tensors": dict(),
-    "02_autograd": dict(steps=20),
-    "03_data": dict(epochs=1, max_batches=3),
-    "04_mlp": dict(epochs=1, max_batches=3),
-    "05_cnn": dict(epochs=1, short_epochs=1, pretrain_epochs=1, finetune_epochs=1, ig_steps=2, ablation_epochs=1,
-                   max_batches=3),
-    "06_rnn": dict(epochs=1, max_batches=3, forecast_epochs=2, window=10, horizon=5),
-    "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3, vae_latent_dim=3, noise_std=0.3),
-    "08_attention": dict(epochs=1, cnn_epochs=1, sweep_epochs=1, max_batches=3, gpt_steps=5, seq_steps=5),
-    "09_training_fast": dict(epochs=1, max_batches=3, n_seeds=1, ddp_epochs=1, ddp_train_examples=256),
-    "10_deploy": dict(epochs=1, max_batches=3),
-    "pitfalls": dict(epochs=1, batch_size=31),
-}
+SMOKE = course.SMOKE  # smoke-size parameters per notebook: scripts/course.py
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

