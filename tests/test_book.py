@@ -47,3 +47,24 @@ def test_chapters_offer_their_notebook_for_download(site):
         downloaded = site / "_sources" / f"{page}.ipynb"
         # the download is the Colab edition (plain Markdown, collapsed solutions), not the MyST source
         assert downloaded.read_bytes() == (ROOT / "colab" / f"{page.split('/')[-1]}.ipynb").read_bytes(), page
+
+
+def test_chapters_offer_their_assignment_and_no_page_holds_a_hidden_test(site):
+    import json
+    for notebook in sorted((ROOT / "assignments").glob("*.ipynb")):
+        html = (site / "notebooks" / f"{notebook.stem}.html").read_text(encoding="utf-8")
+        assert f"_downloads/assignments/{notebook.name}" in html, notebook.name
+        assert (site / "_downloads" / "assignments" / notebook.name).read_bytes() == notebook.read_bytes()
+    hidden = []  # each hidden test's `def` line, in every chapter
+    for page in toc_pages():
+        path = ROOT / f"{page}.ipynb"
+        if path.exists():
+            for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+                if "grade-hidden" in cell["metadata"].get("tags", []):
+                    hidden += re.findall(r"^def \w+\(.*$", "".join(cell["source"]), flags=re.M)
+    assert hidden and any((ROOT / "assignments").glob("*.ipynb"))
+    for path in site.rglob("*"):  # pages, the search index, downloads
+        if path.is_file() and path.suffix in {".html", ".js", ".ipynb", ".txt", ".json"}:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            found = [line for line in hidden if line in text]
+            assert not found, f"a hidden test in {path}: {found[0]}"

@@ -3,6 +3,8 @@
 The chapters' sources (notebooks/) are written in MyST: exercises and solutions as directives that
 Colab and plain Jupyter show as raw text. scripts/notebook_editions.py generates colab/, the same
 notebooks in plain Markdown with collapsed solutions; this extension makes the site hand those out.
+A chapter with a graded assignment (assignments/, scripts/assignment.py) also offers its student
+notebook in the download menu, next to the chapter's own.
 """
 from __future__ import annotations
 
@@ -24,6 +26,21 @@ def _launch_colab_edition(app, pagename, templatename, context, doctree):
         _rewrite(context["header_buttons"], "/notebooks/", "/colab/")
 
 
+def _offer_assignment(app, pagename, templatename, context, doctree):
+    if not pagename.startswith("notebooks/") or "header_buttons" not in context:
+        return
+    name = pagename.split("/")[-1] + ".ipynb"
+    if not (Path(app.srcdir) / "assignments" / name).exists():
+        return
+    for group in context["header_buttons"]:
+        buttons = group.get("buttons", []) if isinstance(group, dict) else []
+        if any(isinstance(b, dict) and b.get("label") == "download-source-button" for b in buttons):
+            buttons.append({"type": "link", "text": "assignment .ipynb", "icon": "fas fa-file-code",
+                            "tooltip": "Download this chapter's graded assignment (student notebook)",
+                            "label": "download-assignment-button",
+                            "url": context["pathto"](f"_downloads/assignments/{name}", 1)})
+
+
 def _download_colab_edition(app, exception):
     if exception is not None or app.builder.name != "html":
         return
@@ -35,9 +52,16 @@ def _download_colab_edition(app, exception):
         edition = colab / page.name
         if edition.exists():
             shutil.copyfile(edition, page)
+    assignments = Path(app.srcdir) / "assignments"
+    if assignments.is_dir():
+        target = Path(app.outdir) / "_downloads" / "assignments"
+        target.mkdir(parents=True, exist_ok=True)
+        for notebook in assignments.glob("*.ipynb"):
+            shutil.copyfile(notebook, target / notebook.name)
 
 
 def setup(app):
     app.connect("html-page-context", _launch_colab_edition, priority=600)
+    app.connect("html-page-context", _offer_assignment, priority=600)
     app.connect("build-finished", _download_colab_edition)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
