@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The student edition: the same site with every exercise solution removed, text and executed
 # ("gated") solutions alike, no page sources to download and no launch buttons (both would lead to
-# the notebooks, which carry the solutions). The notebooks are copied without their solutions by
+# the notebooks, which carry the solutions); a chapter with a graded assignment offers its student
+# notebook instead. The notebooks are copied without their solutions by
 # scripts/notebook_editions.py (sphinx-exercise's hide_solutions crashes on gated solutions).
 # Output: _build/student/_build/html/index.html
 # Usage: bash scripts/build-student-site.sh [output folder]
@@ -14,6 +15,8 @@ SRC="$OUT/source"
 rm -rf "$SRC"
 mkdir -p "$SRC"
 cp -r _toc.yml book "$SRC/"
+# the graded assignments' student notebooks, offered in each chapter's download menu
+if [ -d assignments ]; then cp -r assignments "$SRC/"; fi
 "$PY" scripts/notebook_editions.py student "$SRC"
 "$PY" - "$SRC/_config.yml" <<'PY'
 import os, sys, yaml

@@ -213,3 +213,17 @@ def test_deploy_benchmark_tiny_sweep_writes_the_markdown_report_and_the_json(tmp
                 assert r["achieved_rps"] > 0.5 * r["offered_rps"], r
                 assert re.search(rf"^\| {mode} \| {r['offered_rps']} \| ", report, flags=re.M), (mode, r)
     assert report.count("Knee (highest offered rate up to which every rate kept p99 <= 20 ms)") == 2
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_grading_cost_benchmark_grades_a_small_class_and_reports_the_ratio(tmp_path):
+    out = tmp_path / "grading.md"
+    result = run_script("benchmarks/grading_cost.py", "--chapter", "01", "--n", "2", "--smoke", "--out", str(out),
+                        timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = out.read_text()
+    assert report == result.stdout
+    assert re.search(r"^\| per submission \| [\d.]+ \|$", report, flags=re.M), report
+    assert re.search(r"Ratio, per submission to one execution: [\d.]+\. All 2 submissions at full marks: True",
+                     report), report

@@ -57,6 +57,8 @@ def split_solutions(path: Path) -> tuple[list[str], list[str]]:
     cells = json.loads(path.read_text())["cells"]
     inside = set(editions.solution_cells(cells))
     for i, c in enumerate(cells):
+        if "grade-hidden" in c["metadata"].get("tags", []):
+            continue  # a graded assignment's hidden test: on no site (tests/test_book.py)
         text = "".join(c["source"])
         # text outputs only: an image's base64 holds random "words" no page shows as text
         outputs = ["".join(o.get("text", "")) + json.dumps({k: v for k, v in o.get("data", {}).items()
@@ -81,6 +83,9 @@ def words(texts: list[str]) -> set[str]:
 def solution_only_words() -> dict[str, str]:
     """Words (6+ letters) that appear in some solution and nowhere else in the book -> the notebook."""
     everything_else = words([p.read_text() for p in (ROOT / "book").glob("*.md")])
+    # the graded assignments' student notebooks are handed out by design (their stubs and check
+    # cells come from solutions); tests/test_assignments.py proves they give no answer away
+    everything_else |= words([p.read_text() for p in (ROOT / "assignments").glob("*.ipynb")])
     per_notebook = {}
     for path in course.notebooks():
         solutions, rest = split_solutions(path)
@@ -123,6 +128,15 @@ def test_student_edition_offers_no_way_back_to_the_solutions(student_site):
     page = (student_site / "notebooks" / "01_tensors.html").read_text()
     assert "colab.research.google.com" not in page and "mybinder.org" not in page
     assert not (student_site / "_sources").exists()
+
+
+def test_student_edition_offers_each_chapters_assignment_next_to_it(student_site):
+    graded = sorted((ROOT / "assignments").glob("*.ipynb"))
+    assert graded
+    for notebook in graded:
+        page = (student_site / "notebooks" / f"{notebook.stem}.html").read_text()
+        assert f"_downloads/assignments/{notebook.name}" in page, notebook.name
+        assert (student_site / "_downloads" / "assignments" / notebook.name).read_bytes() == notebook.read_bytes()
 
 
 def documented_commands() -> list[str]:

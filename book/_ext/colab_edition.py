@@ -32,18 +32,29 @@ def _offer_assignment(app, pagename, templatename, context, doctree):
     name = pagename.split("/")[-1] + ".ipynb"
     if not (Path(app.srcdir) / "assignments" / name).exists():
         return
+    button = {"type": "link", "text": "assignment .ipynb", "icon": "fas fa-file-code",
+              "tooltip": "Download this chapter's graded assignment (student notebook)",
+              "label": "download-assignment-button",
+              "url": context["pathto"](f"_downloads/assignments/{name}", 1)}
     for group in context["header_buttons"]:
         buttons = group.get("buttons", []) if isinstance(group, dict) else []
         if any(isinstance(b, dict) and b.get("label") == "download-source-button" for b in buttons):
-            buttons.append({"type": "link", "text": "assignment .ipynb", "icon": "fas fa-file-code",
-                            "tooltip": "Download this chapter's graded assignment (student notebook)",
-                            "label": "download-assignment-button",
-                            "url": context["pathto"](f"_downloads/assignments/{name}", 1)})
+            buttons.append(button)
+            return
+    # no download menu (the student edition turns it off): one that offers the assignment only
+    context["header_buttons"].append({"type": "group", "tooltip": "Download", "icon": "fas fa-download",
+                                      "buttons": [button], "label": "download-buttons"})
 
 
 def _download_colab_edition(app, exception):
     if exception is not None or app.builder.name != "html":
         return
+    assignments = Path(app.srcdir) / "assignments"
+    if assignments.is_dir():
+        target = Path(app.outdir) / "_downloads" / "assignments"
+        target.mkdir(parents=True, exist_ok=True)
+        for notebook in assignments.glob("*.ipynb"):
+            shutil.copyfile(notebook, target / notebook.name)
     colab = Path(app.srcdir) / "colab"
     sources = Path(app.outdir) / "_sources" / "notebooks"
     if not (colab.is_dir() and sources.is_dir()):
@@ -52,12 +63,6 @@ def _download_colab_edition(app, exception):
         edition = colab / page.name
         if edition.exists():
             shutil.copyfile(edition, page)
-    assignments = Path(app.srcdir) / "assignments"
-    if assignments.is_dir():
-        target = Path(app.outdir) / "_downloads" / "assignments"
-        target.mkdir(parents=True, exist_ok=True)
-        for notebook in assignments.glob("*.ipynb"):
-            shutil.copyfile(notebook, target / notebook.name)
 
 
 def setup(app):
