@@ -307,9 +307,10 @@ def editions(check: bool) -> int:
 # ---------------------------------------------------------------- running a notebook
 
 def sandbox_command(scratch: Path, hide: list[Path]) -> list[str]:
-    """unshare (util-linux) + a mount script: no network, hidden paths, a private /tmp, then the
-    runner as an unprivileged user with no capabilities."""
-    script = ["set -e", "mount --make-rprivate /"]
+    """unshare (util-linux) + a mount script: no network (a loopback of its own only), hidden paths,
+    a private /tmp, then the runner as an unprivileged user with no capabilities."""
+    # a private loopback (torchrun, a local server) that reaches nothing outside the namespace
+    script = ["set -e", "mount --make-rprivate /", "ip link set lo up 2>/dev/null || true"]
     script.append("mount -t tmpfs -o size=4k,mode=755 tmpfs /mnt && mkdir /mnt/work && "
                   f"mount --bind {sh(scratch)} /mnt/work")
     for path in hide:

@@ -253,3 +253,32 @@ def test_hostile_submissions_get_what_their_honest_work_earned(built, tmp_path):
     assert (ROOT / "notebooks").is_dir() and (folder / "bundle" / "bundle.json").is_file()
     assert not os.path.exists("/tmp/pwned-by-a-submission")
     assert "time limit" in (tmp_path / "grades" / "feedback" / "loops.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_the_sandbox_has_no_network_a_private_loopback_and_only_its_scratch_writable(tmp_path):
+    if os.geteuid() != 0:
+        pytest.fail("the grader's sandbox needs root (Linux namespaces): run the tests as root, as CI does")
+    cells = [
+        "x = 1",  # the parameters cell
+        "import socket\nsocket.create_connection(('pypi.org', 443), timeout=5)",
+        "import socket\nserver = socket.socket()\nserver.bind(('127.0.0.1', 0))\nserver.listen()\n"
+        "socket.create_connection(server.getsockname(), timeout=5)\nprint('loopback works')",
+        f"open({str(ROOT / 'helpers' / 'sandbox-was-here')!r}, 'w')",
+        "open('/tmp/mine', 'w').write('ok')\nopen('mine', 'w').write('ok')",
+        f"import os\nprint(os.listdir({str(ROOT / 'notebooks')!r}), os.getuid())",
+    ]
+    nb = {"cells": [{"cell_type": "code", "metadata": {"tags": ["parameters"]} if i == 0 else {}, "source": c}
+                    for i, c in enumerate(cells)], "metadata": {}}
+    (tmp_path / "probe.ipynb").write_text(json.dumps(nb))
+    run = assignment.execute(tmp_path / "probe.ipynb", {"x": 2}, tmp_path / "work", timeout=120, memory_gb=4,
+                             sandbox=True, hide=assignment.hidden_paths(tmp_path / "none", []))
+    errors = {e["cell"]: e["error"] for e in run["log"]}
+    assert run["status"] == "ok", run
+    assert 1 in errors and ("unreachable" in errors[1] or "resolution" in errors[1] or "gaierror" in errors[1]), errors
+    assert 2 not in errors and 4 not in errors and 5 not in errors, errors
+    assert "PermissionError" in errors[3] or "Read-only" in errors[3], errors
+    output = (tmp_path / "work" / "output.txt").read_text()
+    assert "loopback works" in output and "[] 65534" in output, output
+    assert not (ROOT / "helpers" / "sandbox-was-here").exists()
