@@ -427,7 +427,7 @@ def run_tests(bundle: Path, answers: Path, result: Path) -> None:
         if q["manual"]:
             continue
         grading.COLLECTING = []
-        namespace = {"helpers": __import__("helpers"), "torch": torch, "math": math, "params": meta["params"]}
+        namespace = {"helpers": __import__("helpers"), "torch": torch, "math": math}
         exec(meta["tests"][q["id"]], namespace)  # noqa: S102 - the course's own hidden tests
         tests = [t for name, _, t in grading.COLLECTING if name == q["id"]]
         try:
