@@ -156,6 +156,10 @@ def version(chapter: Path, params: dict) -> str:
     return h.hexdigest()[:12]
 
 
+def points(q: dict) -> str:
+    return f"{q['points']:g} point" + ("" if q["points"] == 1 else "s")
+
+
 def md(text: str, **metadata) -> dict:
     return {"cell_type": "markdown", "id": metadata.pop("id"), "metadata": metadata,
             "source": text.splitlines(keepends=True)}
@@ -194,11 +198,11 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
         q = next((q for q in qs if q["exercise"] == i), None)
         if q is not None:
             if q["manual"]:
-                out.append(md(f"**Your answer to {q['id']}** ({q['points']:g} points, read by your "
+                out.append(md(f"**Your answer to {q['id']}** ({points(q)}, read by your "
                               "instructor): replace this line.",
                               id=f"grade-manual-{q['id']}"[:64], grade={"question": q["id"], "role": "manual"}))
             else:
-                out.append(md(f"**Graded: {q['id']}** ({q['points']:g} points). Replace each `...` in the "
+                out.append(md(f"**Graded: {q['id']}** ({points(q)}). Replace each `...` in the "
                               "cell below, run it, then run the check cell after it: it records your answer "
                               "and says what is wrong with its form.",
                               id=f"grade-note-{q['id']}"[:64]))
@@ -311,8 +315,17 @@ def sandbox_command(scratch: Path, hide: list[Path]) -> list[str]:
     a private /tmp, then the runner as an unprivileged user with no capabilities."""
     # a private loopback (torchrun, a local server) that reaches nothing outside the namespace
     script = ["set -e", "mount --make-rprivate /", "ip link set lo up 2>/dev/null || true"]
-    script.append("mount -t tmpfs -o size=4k,mode=755 tmpfs /mnt && mkdir /mnt/work && "
+    script.append("mount -t tmpfs -o size=4k,mode=755 tmpfs /mnt && mkdir /mnt/work /mnt/python && "
                   f"mount --bind {sh(scratch)} /mnt/work")
+    # the Python that runs the venv may live where the unprivileged user cannot go (pyenv under a
+    # private /root): a tmpfs over that folder, with the Python bound back in at its own path
+    base = Path(sys.base_prefix).resolve()
+    closed = next((a for a in reversed(base.parents) if a != Path("/") and not os.stat(a).st_mode & 0o001),
+                  None)
+    if closed is not None:
+        script += [f"mount --bind {sh(base)} /mnt/python",
+                   f"mount -t tmpfs -o size=4k,mode=755 tmpfs {sh(closed)}",
+                   f"mkdir -p {sh(base)} && mount --bind /mnt/python {sh(base)}"]
     for path in hide:
         if path.is_dir():
             script.append(f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {sh(path)}")
@@ -415,8 +428,6 @@ def hidden_tests(bundle: Path, answers: Path, timeout: float = 300) -> dict:
 
 def run_tests(bundle: Path, answers: Path, result: Path) -> None:
     sys.path.insert(0, str(ROOT))
-    import math  # noqa: F401 - for the tests' namespace
-
     import torch
 
     from helpers import grading
@@ -427,7 +438,9 @@ def run_tests(bundle: Path, answers: Path, result: Path) -> None:
         if q["manual"]:
             continue
         grading.COLLECTING = []
-        namespace = {"helpers": __import__("helpers"), "torch": torch, "math": math}
+        # the course's usual imports; anything else the test imports itself
+        namespace = {"helpers": __import__("helpers"), "torch": torch, "nn": torch.nn,
+                     "F": torch.nn.functional, "math": __import__("math"), "np": __import__("numpy")}
         exec(meta["tests"][q["id"]], namespace)  # noqa: S102 - the course's own hidden tests
         tests = [t for name, _, t in grading.COLLECTING if name == q["id"]]
         try:
