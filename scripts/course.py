@@ -32,7 +32,7 @@ SMOKE = {
     "07_autoencoder": dict(epochs=1, vae_epochs=1, max_batches=3, vae_latent_dim=3, noise_std=0.3),
     "08_attention": dict(epochs=1, cnn_epochs=1, sweep_epochs=1, max_batches=3, gpt_steps=5, seq_steps=5),
     "09_training_fast": dict(epochs=1, max_batches=3, n_seeds=1, ddp_epochs=1, ddp_train_examples=256),
-    "10_deploy": dict(epochs=1, max_batches=3),
+    "10_deploy": dict(epochs=1, max_batches=3, repeats=20),
     "pitfalls": dict(epochs=1, batch_size=31),
 }
 
