@@ -326,6 +326,12 @@ def sandbox_command(scratch: Path, hide: list[Path]) -> list[str]:
         script += [f"mount --bind {sh(base)} /mnt/python",
                    f"mount -t tmpfs -o size=4k,mode=755 tmpfs {sh(closed)}",
                    f"mkdir -p {sh(base)} && mount --bind /mnt/python {sh(base)}"]
+    # what the runner needs (helpers/, scripts/, the venv): staged now, bound back below if a
+    # fresh /tmp would cover it (a checkout under /tmp)
+    keep = [p for p in (ROOT / "helpers", ROOT / "scripts", Path(sys.prefix).resolve()) if p.exists()]
+    covered = [p for p in keep if any(str(p).startswith(t + os.sep) for t in ("/tmp", "/var/tmp", "/dev/shm"))]
+    for n, path in enumerate(covered):
+        script.append(f"mkdir /mnt/keep{n} && mount --bind {sh(path)} /mnt/keep{n}")
     for path in hide:
         if path.is_dir():
             script.append(f"mount -t tmpfs -o ro,size=4k,mode=755 tmpfs {sh(path)}")
@@ -334,6 +340,7 @@ def sandbox_command(scratch: Path, hide: list[Path]) -> list[str]:
     script += ["mount -t tmpfs -o size=1g,mode=1777 tmpfs /tmp",
                "mount -t tmpfs -o size=1g,mode=1777 tmpfs /dev/shm",
                "mount -t tmpfs -o size=64m,mode=1777 tmpfs /var/tmp",
+               *[f"mkdir -p {sh(path)} && mount --bind /mnt/keep{n} {sh(path)}" for n, path in enumerate(covered)],
                "cd /mnt/work",
                f'exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --inh-caps=-all '
                f'--bounding-set=-all --no-new-privs "$@"']
