@@ -106,6 +106,10 @@ def load_answer(folder: Path, question: str) -> dict[str, Any] | None:
     """An answer saved by record(), read back as data only (no pickle); None when absent."""
     folder = Path(folder)
     js, pt = folder / f"{question}.json", folder / f"{question}.pt"
+    # a submission owns this folder: a symbolic link could point the grader at the reference answers
+    for path in (folder, js, pt):
+        if path.is_symlink():
+            raise AnswerError(f"{path.name} is a symbolic link: answers are plain files")
     if not js.is_file() or not pt.is_file():
         return None
     if js.stat().st_size + pt.stat().st_size > MAX_ANSWER_BYTES:

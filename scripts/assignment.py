@@ -415,10 +415,10 @@ def execute(notebook: Path, params: dict, workdir: Path, *, timeout: float, memo
 
 def read_json(path: Path, default, limit: int = 5_000_000):
     try:
-        if path.stat().st_size > limit:
+        if path.is_symlink() or path.stat().st_size > limit:
             return default
         return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return default
 
 
@@ -523,7 +523,11 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
             work = scratch_root / f"s{n}"
             run = execute(path, meta["params"], work, timeout=timeout, memory_gb=memory_gb, sandbox=sandbox,
                           hide=hidden_paths(scratch_root, [folder.resolve(), submissions.resolve(), out.resolve()]))
-            results = hidden_tests(bundle, work / "answers")
+            try:
+                results = hidden_tests(bundle, work / "answers")
+            except Exception as err:  # one broken submission costs itself, not the class
+                results = {q["id"]: {"passed": False, "message": f"grading failed: {err}"[:500]}
+                           for q in meta["questions"] if not q["manual"]}
             if run["status"] != "ok":
                 feedback += [f"The run: {run['status']}.", ""]
             for q in meta["questions"]:

@@ -89,6 +89,23 @@ def test_answers_are_saved_as_data_and_a_forged_pickle_is_refused(tmp_path, monk
     assert not (tmp_path / "pwned").exists()
 
 
+def test_answers_behind_a_symbolic_link_are_refused(tmp_path, monkeypatch):
+    """A submission owns its answers folder: a link to the bundle's reference answers earns nothing."""
+    reference, mine = tmp_path / "reference", tmp_path / "work"
+    monkeypatch.setenv(grading.ANSWERS_ENV, str(reference))
+    grading.record("q-link", x=1)
+    mine.mkdir()
+    (mine / "answers").symlink_to(reference)
+    with pytest.raises(grading.AnswerError, match="symbolic link"):
+        grading.load_answer(mine / "answers", "q-link")
+    (mine / "files").mkdir()
+    for ext in (".json", ".pt"):
+        (mine / "files" / f"q-link{ext}").symlink_to(reference / f"q-link{ext}")
+    with pytest.raises(grading.AnswerError, match="symbolic link"):
+        grading.load_answer(mine / "files", "q-link")
+    assert grading.load_answer(reference, "q-link") == {"x": 1}
+
+
 def test_submission_file_names_map_to_roster_ids():
     roster = {"12345": "Ada", "67890": "Alan"}
     assert assignment.student_of("doe_12345_5555_05_cnn.ipynb", roster) == "12345"
