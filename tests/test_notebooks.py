@@ -161,6 +161,18 @@ def test_visible_code_and_printed_lines_fit_the_page(path):
     assert not too_long, f"{len(too_long)} lines over 88 characters, e.g.:\n" + "\n".join(too_long[:8])
 
 
+MARKDOWN_PAGES = sorted(Path("book").glob("*.md"))
+
+
+@pytest.mark.parametrize("path", MARKDOWN_PAGES, ids=lambda p: str(p))
+def test_code_blocks_of_prose_pages_fit_the_page(path):
+    """The same 88 characters for the code blocks of the site's prose pages (the browser test
+    measures the rendered page; this finds the line before a build). Directives are not code."""
+    blocks = re.findall(r"^```(?!\{)[^\n]*\n(.*?)^```", path.read_text(), flags=re.S | re.M)
+    too_long = [line for b in blocks for line in long_lines(b)]
+    assert not too_long, f"{len(too_long)} lines over 88 characters in {path}, e.g.:\n" + "\n".join(too_long[:8])
+
+
 PATH_LIKE = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg)$|^[0-9a-f]{16,}$", re.I)
 
 
