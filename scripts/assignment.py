@@ -33,6 +33,7 @@ the total), `feedback/<student>.md`, and `manual/<question>.md` with the prose a
 from __future__ import annotations
 
 import argparse
+import ast
 import copy
 import csv
 import hashlib
@@ -57,7 +58,7 @@ GRADER_VERSION = "1"
 NOBODY = 65534
 MAX_NOTEBOOK_BYTES = 50_000_000
 LABEL = re.compile(r"^:label:[ \t]*(\S+)", re.M)
-SOLUTION_LINE = re.compile(r"^(?P<indent>\s*)(?P<lhs>[^=#\n]+?)\s*=\s*.*?#\s*SOLUTION\s*$")
+SOLUTION_MARK = re.compile(r"#\s*SOLUTION\s*$")
 BEGIN, END = re.compile(r"^(\s*)#\s*BEGIN SOLUTION\s*$"), re.compile(r"^\s*#\s*END SOLUTION\s*$")
 
 
@@ -124,11 +125,32 @@ def strip_solution(text: str) -> str:
             out.append(f"{begin.group(1)}...  # your code here")
             skipping = True
             continue
-        m = SOLUTION_LINE.match(line)
-        out.append(f"{m.group('indent')}{m.group('lhs')} = ...  # your answer" if m else line)
+        if END.match(line):
+            raise AssignmentError("an END SOLUTION without its BEGIN SOLUTION")
+        out.append(solution_line(line) if SOLUTION_MARK.search(line) else line)
     if skipping:
         raise AssignmentError("a BEGIN SOLUTION without its END SOLUTION")
     return "\n".join(out)
+
+
+def solution_line(line: str) -> str:
+    """`target = expression  # SOLUTION` -> `target = ...  # your answer`. Any other statement so
+    marked (`x += 1`, `return y`, half of a call over several lines) would be mangled or handed out
+    whole: refused, with the fix."""
+    code = SOLUTION_MARK.sub("", line).rstrip()
+    indent = code[: len(code) - len(code.lstrip())]
+    try:
+        body = ast.parse(code.strip()).body
+    except SyntaxError:
+        body = []
+    node = body[0] if len(body) == 1 else None
+    if not isinstance(node, ast.Assign | ast.AnnAssign) or node.value is None:
+        raise AssignmentError(
+            f"'# SOLUTION' marks a line that is not one complete assignment: {line.strip()!r}; "
+            "mark a `name = expression` line, or put the code between # BEGIN SOLUTION and "
+            "# END SOLUTION")
+    target = code.strip().encode()[: node.value.col_offset].decode().rstrip()
+    return f"{indent}{target} ...  # your answer"
 
 
 def unmark(text: str) -> str:
@@ -147,13 +169,20 @@ def parameters(nb: dict) -> dict:
     raise AssignmentError("no cell tagged 'parameters'")
 
 
-def version(chapter: Path, params: dict) -> str:
+def version(nb: dict, qs: list[dict], chapter: str, params: dict) -> str:
+    """What a submission must match: the sources of the student notebook (what the learner got) and
+    the parameters (its answers depend on them). Not the chapter's outputs, the hidden tests or the
+    tools' code: re-executing the chapter, or rebuilding the bundle with a corrected test or grader
+    mid-term, keeps the notebooks already handed out gradable."""
+    blank = student_notebook(nb, qs, chapter=chapter, stamp={"chapter": chapter, "version": "", "params": params})
     h = hashlib.sha256()
-    h.update(chapter.read_bytes())
+    h.update(json.dumps([source(c) for c in blank["cells"]]).encode())
     h.update(json.dumps(params, sort_keys=True).encode())
-    h.update(Path(__file__).read_bytes() + RUNNER.read_bytes())
-    h.update((ROOT / "helpers" / "grading.py").read_bytes())
     return h.hexdigest()[:12]
+
+
+def hidden_sources(nb: dict, qs: list[dict]) -> dict[str, str]:
+    return {q["id"]: "\n\n".join(source(nb["cells"][h]) for h in q["hidden"]) for q in qs if not q["manual"]}
 
 
 def points(q: dict) -> str:
@@ -247,7 +276,7 @@ def build(chapter: Path, out: Path, *, seed: int | None, overrides: dict, smoke:
     if unknown:
         raise SystemExit(f"--param {unknown[0]}: {chapter.stem} has no such parameter ({', '.join(params)})")
     params.update(overrides)
-    stamp = {"chapter": chapter.stem, "version": version(chapter, params), "params": params}
+    stamp = {"chapter": chapter.stem, "version": version(nb, qs, chapter.stem, params), "params": params}
     folder = out / chapter.stem
     bundle = folder / "bundle"
     shutil.rmtree(folder, ignore_errors=True)
@@ -255,7 +284,7 @@ def build(chapter: Path, out: Path, *, seed: int | None, overrides: dict, smoke:
     (folder / "student.ipynb").write_text(dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp)))
     reference = student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp, reference=True)
     (bundle / "reference_submission.ipynb").write_text(dump(reference))
-    tests = {q["id"]: "\n\n".join(source(nb["cells"][h]) for h in q["hidden"]) for q in qs if not q["manual"]}
+    tests = hidden_sources(nb, qs)
     meta = {"chapter": chapter.stem, "version": stamp["version"], "params": params,
             "questions": [{"id": q["id"], "points": q["points"], "manual": q["manual"]} for q in qs],
             "tests": tests}
@@ -291,7 +320,7 @@ def editions(check: bool) -> int:
         if not any(not q["manual"] for q in qs):
             continue
         params = parameters(nb)
-        stamp = {"chapter": chapter.stem, "version": version(chapter, params), "params": params}
+        stamp = {"chapter": chapter.stem, "version": version(nb, qs, chapter.stem, params), "params": params}
         text = dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp))
         target = EDITIONS_DIR / chapter.name
         wanted.add(target.name)
