@@ -501,13 +501,33 @@ def run_tests(bundle: Path, answers: Path, result: Path) -> None:
 PLATFORM_ID = re.compile(r"(?<![0-9])([0-9]{3,})(?![0-9])")
 
 
+def safe_name(text: str) -> str:
+    """A feedback file's name from a learner's id or folder: letters, digits, '.', '-', '_' only."""
+    return re.sub(r"[^0-9A-Za-z._-]+", "_", text).strip("._") or "submission"
+
+
+def submission_files(submissions: Path) -> list[Path]:
+    """Every notebook under the folder, as course platforms export them: flat, or one folder per
+    learner (Moodle), `.ipynb` in any case; hidden folders (`.ipynb_checkpoints`) and links skipped."""
+    found = []
+    for here, dirs, names in os.walk(submissions):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(names):
+            path = Path(here) / name
+            if not name.startswith(".") and path.suffix.lower() == ".ipynb" and not path.is_symlink():
+                found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(submissions).as_posix())
+
+
 def student_of(name: str, roster: dict[str, str]) -> str | None:
-    """A roster id found in a file name as course platforms export it ("doe_12345_05_cnn.ipynb")."""
+    """A roster id found in a file's path as course platforms export it ("doe_12345_05_cnn.ipynb",
+    "Doe John_12345_assignsubmission_file/05_cnn.ipynb"); without a roster, the learner's folder
+    (one folder per learner) or the file's name."""
+    parts = Path(name).parts
     if not roster:
-        return Path(name).stem
-    stem = Path(name).stem
+        return parts[0] if len(parts) > 1 else Path(name).stem
     for ident in roster:
-        if re.search(rf"(?<![0-9A-Za-z]){re.escape(ident)}(?![0-9A-Za-z])", stem):
+        if re.search(rf"(?<![0-9A-Za-z]){re.escape(ident)}(?![0-9A-Za-z])", str(Path(name).with_suffix(""))):
             return ident
     return None
 
@@ -530,13 +550,19 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
     scratch_root = Path(tempfile.mkdtemp(prefix="grading-"))
     os.chmod(scratch_root, 0o711)
     rows, unmapped, manual = [], [], {q["id"]: [] for q in meta["questions"] if q["manual"]}
-    files = sorted(p for p in submissions.iterdir() if p.suffix == ".ipynb")
+    files = submission_files(submissions)
+    seen: dict[str, list[str]] = {}
     for n, path in enumerate(files):
-        student = student_of(path.name, roster)
+        name = path.relative_to(submissions).as_posix()
+        student = student_of(name, roster)
         if student is None:
-            unmapped.append(path.name)
+            unmapped.append(name)
             continue
-        row = {"student": student, "name": roster.get(student, ""), "file": path.name}
+        seen.setdefault(student, []).append(name)
+        # a second file of the same learner (a resubmission, a copy) is graded too, in its own row and
+        # feedback file, and reported: the instructor decides which counts
+        report = student if len(seen[student]) == 1 else f"{student}-{len(seen[student])}"
+        row = {"student": student, "name": roster.get(student, ""), "file": name}
         feedback = [f"# {meta['chapter']}: feedback for {student}", ""]
         scores, status = {q["id"]: 0.0 for q in meta["questions"] if not q["manual"]}, "graded"
         nb = read_json(path, default=None, limit=MAX_NOTEBOOK_BYTES)
@@ -587,7 +613,7 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
         row["total"] = f"{sum(scores.values()):g}"
         row["max"] = f"{sum(q['points'] for q in meta['questions'] if not q['manual']):g}"
         rows.append(row)
-        (out / "feedback" / f"{student}.md").write_text("\n".join(feedback) + "\n", encoding="utf-8")
+        (out / "feedback" / f"{safe_name(report)}.md").write_text("\n".join(feedback) + "\n", encoding="utf-8")
     shutil.rmtree(scratch_root, ignore_errors=True)
     columns = ["student", "name", "file", "status", *[q["id"] for q in meta["questions"]], "total", "max",
                "seconds"]
@@ -603,6 +629,12 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
     if unmapped:
         print(f"could not map {len(unmapped)} file(s) to a roster id: {', '.join(unmapped)}")
         (out / "unmapped.txt").write_text("\n".join(unmapped) + "\n")
+    several = {s: names for s, names in seen.items() if len(names) > 1}
+    if several:
+        lines = [f"{s}: {', '.join(names)}" for s, names in sorted(several.items())]
+        print(f"{len(several)} learner(s) handed in several files, each graded in its own row:\n  "
+              + "\n  ".join(lines))
+        (out / "several_files.txt").write_text("\n".join(lines) + "\n")
     return out / "grades.csv"
 
 

@@ -3,6 +3,7 @@ student notebook, and what the version stamp does and does not depend on."""
 from __future__ import annotations
 
 import copy
+import csv
 import json
 
 import assignment
@@ -61,3 +62,43 @@ def test_the_version_follows_what_the_learner_gets_and_nothing_else():
     work["cells"][k]["source"] = assignment.source(work["cells"][k]) + "\nextra = 1"
     assert assignment.version(work, qs, "01_tensors", params) != v
     assert assignment.version(nb, qs, "01_tensors", {**params, "seed": 7}) != v
+
+
+def test_grading_finds_every_learners_file_and_reports_doubles(tmp_path, capsys):
+    """Submissions as platforms export them: flat files, one folder per learner, `.IPYNB`;
+    checkpoints skipped; a learner with two files gets two rows and two feedback files, reported.
+    (Notebooks of another version: refused before any runs, so nothing executes here.)"""
+    folder = tmp_path / "built" / "01_tensors"
+    (folder / "bundle").mkdir(parents=True)
+    (folder / "bundle" / "bundle.json").write_text(json.dumps({
+        "chapter": "01_tensors", "version": "aaaaaaaaaaaa", "params": {},
+        "questions": [{"id": "q", "points": 1, "manual": False}], "tests": {}}))
+    other = json.dumps({"cells": [], "metadata": {"course_assignment": {"version": "bbbbbbbbbbbb"}}})
+    subs = tmp_path / "subs"
+    for name in ["doe_111_01_tensors.ipynb", "Roe Ann_222_assignsubmission_file/01_tensors.IPYNB",
+                 "Roe Ann_222_assignsubmission_file/01_tensors_again.ipynb", "stranger_01_tensors.ipynb",
+                 "doe_111_01_tensors.txt", ".ipynb_checkpoints/doe_111_01_tensors-checkpoint.ipynb"]:
+        (subs / name).parent.mkdir(parents=True, exist_ok=True)
+        (subs / name).write_text(other)
+    roster = tmp_path / "roster.csv"
+    roster.write_text("id,name\n111,Jo Doe\n222,Ann Roe\n")
+    out = tmp_path / "grades"
+    assignment.grade(folder, subs, out, roster_path=roster, timeout=10, memory_gb=1, sandbox=False)
+    with open(out / "grades.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["student"], r["file"]) for r in rows] == [
+        ("222", "Roe Ann_222_assignsubmission_file/01_tensors.IPYNB"),
+        ("222", "Roe Ann_222_assignsubmission_file/01_tensors_again.ipynb"),
+        ("111", "doe_111_01_tensors.ipynb")]
+    assert all(r["status"].startswith("refused: built from version bbbbbbbbbbbb") for r in rows)
+    assert sorted(p.name for p in (out / "feedback").iterdir()) == ["111.md", "222-2.md", "222.md"]
+    assert (out / "unmapped.txt").read_text().split("\n")[0] == "stranger_01_tensors.ipynb"
+    assert "222: Roe Ann_222" in (out / "several_files.txt").read_text()
+    assert "1 learner(s) handed in several files" in capsys.readouterr().out
+
+
+def test_without_a_roster_a_learners_folder_names_the_learner():
+    assert assignment.student_of("doe/05_cnn.ipynb", {}) == "doe"
+    assert assignment.student_of("doe_05_cnn.ipynb", {}) == "doe_05_cnn"
+    assert assignment.student_of("x_1234_05.ipynb", {"123": ""}) is None
+    assert assignment.safe_name("../Roe Ann") == "Roe_Ann"
