@@ -237,6 +237,8 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
                               id=f"grade-note-{q['id']}"[:64]))
     student = copy.deepcopy(nb)
     student["cells"] = editions.student_edition({"cells": out})["cells"]  # the other exercises' solutions
+    # plain Markdown, as the Colab edition: the learner may open it where MyST is not rendered
+    student["cells"] = editions.colab_edition({"cells": student["cells"]}, str(int(chapter[:2])))["cells"]
     student["cells"].insert(0, md(
         f"*Assignment: chapter {chapter}, version {stamp['version']}.* Work the graded exercises "
         "(each says **Graded**), run the notebook from top to bottom, and hand in this file. Do not "

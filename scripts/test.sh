@@ -26,4 +26,4 @@ if ! command -v unshare >/dev/null || ! command -v setpriv >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq util-linux >/dev/null
 fi
 echo "== running pytest (unit tests, nbval over every notebook, papermill, book build, browser)"
-exec .venv/bin/python -m pytest "$@"
+exec .venv/bin/python -m pytest --durations=40 "$@"

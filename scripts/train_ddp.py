@@ -15,8 +15,12 @@ training set divides into global batches (drop_last drops the remainder). The mo
 BatchNorm or dropout on purpose: BatchNorm statistics would be per process (nn.SyncBatchNorm
 shares them, on GPUs) and dropout masks differ, which would break that equality.
 
+The per-epoch ``val_*`` metrics are measured on the last ``--val-examples`` training images, which
+are never trained on; the test images are scored once, after the last epoch (``test`` in ``--out``):
+the test split chooses nothing, not even when to stop looking.
+
 Rank 0 alone prints, checkpoints (``--checkpoint``, resumable) and writes ``--out``: a file with the
-final weights (``model.module.state_dict()``) and the per-epoch metrics, loadable with
+final weights (``model.module.state_dict()``), the per-epoch metrics and the test score, loadable with
 ``torch.load(path, weights_only=True)``. Resuming is decided by rank 0 (does its checkpoint file
 exist?) and broadcast, so all processes take the same decision; every process then reads that file,
 so on several machines ``--checkpoint`` must be on a filesystem they share (NFS, Lustre...).
@@ -54,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="embedded", choices=helpers.DATASETS)
     parser.add_argument("--train-examples", type=int, default=None, help="use the first N training images")
+    parser.add_argument("--val-examples", type=int, default=500,
+                        help="the last N training images: validation, never trained on")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64, help="per process; global = this x world size")
     parser.add_argument("--lr", type=float, default=0.05)
@@ -76,7 +82,9 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
         torch.cuda.set_device(device)
     if world_size > 1:
         # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # device_id binds the process to its GPU from the start.
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                device_id=device if device.type == "cuda" else None)
     return rank, local_rank, world_size, device
 
 
@@ -149,7 +157,7 @@ def train_epoch(model, loader, loss_fn, optimizer, device) -> dict:
 
 @torch.no_grad()
 def evaluate(model, x, y, loss_fn, device, rank: int, world_size: int) -> dict:
-    """Each process scores every world_size-th test image; the sums are combined across processes."""
+    """Each process scores every world_size-th image; the sums are combined across processes."""
     model.eval()
     xs, ys = x[rank::world_size].to(device), y[rank::world_size].to(device)
     logits = model(xs)
@@ -162,8 +170,16 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
     """Train on this process's shard of the data; rank 0 logs, checkpoints and writes ``--out``."""
     helpers.set_seed(args.seed)
     train_ds, test_ds = load_data(args.dataset, local_rank, device)
-    x_train, y_train = train_ds.tensors
+    x_all, y_all = train_ds.tensors
+    if not 0 < args.val_examples < len(x_all):
+        raise ValueError(f"--val-examples {args.val_examples}: hold out between 1 and {len(x_all) - 1} of the "
+                         f"{len(x_all)} training images for validation")
+    x_val, y_val = x_all[-args.val_examples:], y_all[-args.val_examples:]      # never trained on
+    x_train, y_train = x_all[:-args.val_examples], y_all[:-args.val_examples]
     if args.train_examples is not None:
+        if not 0 < args.train_examples <= len(x_train):
+            raise ValueError(f"--train-examples {args.train_examples}: between 1 and {len(x_train)} (the training "
+                             f"images left after the {args.val_examples} of --val-examples)")
         x_train, y_train = x_train[:args.train_examples], y_train[:args.train_examples]
     # Every process shuffles with the same seed (+ epoch) and keeps its own slice: rank r gets positions
     # r, r + world_size, ... of the permutation, so together the processes see each global batch once.
@@ -201,7 +217,7 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same on every process
         t0 = time.perf_counter()
         train = train_epoch(model, loader, loss_fn, optimizer, device)
-        val = evaluate(net, test_ds.tensors[0], test_ds.tensors[1], loss_fn, device, rank, world_size)
+        val = evaluate(net, x_val, y_val, loss_fn, device, rank, world_size)
         for key, value in (("train_loss", train["loss"]), ("train_acc", train["acc"]), ("val_loss", val["loss"]),
                            ("val_acc", val["acc"]), ("lr", args.lr), ("seconds", time.perf_counter() - t0)):
             getattr(history, key).append(value)
@@ -211,11 +227,15 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
                 helpers.save_checkpoint(args.checkpoint, net, optimizer, epoch=epoch, history=history)
         if dist.is_initialized():
             dist.barrier()  # nobody runs ahead (or reads the checkpoint) before rank 0 has written it
+    test = evaluate(net, test_ds.tensors[0], test_ds.tensors[1], loss_fn, device, rank, world_size)  # once
+    if rank == 0:
+        print(f"test, once after training: loss {test['loss']:.4f}, acc {test['acc']:.4f}", flush=True)
     if rank == 0 and args.out is not None:
         unwrapped = model.module if isinstance(model, DDP) else model  # the same object as net
         args.out.parent.mkdir(parents=True, exist_ok=True)
         torch.save({"model": {k: v.cpu() for k, v in unwrapped.state_dict().items()}, "history": history.to_dict(),
-                    "world_size": world_size, "global_batch": args.batch_size * world_size}, args.out)
+                    "test": test, "world_size": world_size, "global_batch": args.batch_size * world_size},
+                   args.out)
 
 
 def cleanup() -> None:

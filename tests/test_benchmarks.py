@@ -227,3 +227,16 @@ def test_grading_cost_benchmark_grades_a_small_class_and_reports_the_ratio(tmp_p
     assert re.search(r"^\| per submission \| [\d.]+ \|$", report, flags=re.M), report
     assert re.search(r"Ratio, per submission to one execution: [\d.]+\. All 2 submissions at full marks: True",
                      report), report
+
+
+def test_the_instructors_page_quotes_the_recorded_grading_cost():
+    """The cost the instructors' page states is the one data/grading_cost.md recorded (a benchmark
+    figure, reported from the run, never asserted against the clock)."""
+    report = (ROOT / "data" / "grading_cost.md").read_text()
+    per = re.search(r"^\| per submission \| ([\d.]+) \|$", report, flags=re.M).group(1)
+    one = re.search(r"^\| one execution of the chapter .*\| ([\d.]+) \|$", report, flags=re.M).group(1)
+    ratio = re.search(r"to one execution: ([\d.]+)\. All 30 submissions at full marks: True", report).group(1)
+    total = float(re.search(r"^\| grading 30 submissions .*\| ([\d.]+) \|$", report, flags=re.M).group(1))
+    page = " ".join((ROOT / "book" / "instructors.md").read_text().split())
+    assert f"{per} s per submission against {one} s for one execution of the chapter (ratio {ratio})" in page
+    assert f"about {round(total / 60)} minutes for the class of 30" in page

@@ -1,5 +1,5 @@
 """Course-wide rules, checked over every notebook (issue 19): the test split never chooses; hidden checks say
-what they guard; stated learner times are computed; stored outputs come from a quiet run; sections run in order.
+what they guard; stated learner times are computed; stored outputs come from a quiet run; sections run in order, and are referred to through labels.
 
 A notebook that still breaks a rule is listed in KNOWN with what is left to do. Its test is a strict xfail: it
 must keep failing, and the day the chapter is fixed it passes, the xfail turns into a failure, and the entry
@@ -26,6 +26,8 @@ KNOWN = {
     "test_split_never_chooses": {},
     "hidden_checks_have_messages": {},
     "sections_run_in_order": {},
+    "sections_referenced_through_labels": {
+        "08_attention": "its labels and references come after its graded exercises (a helper owns the file now)"},
 }
 
 
@@ -151,3 +153,40 @@ def test_sections_run_in_order(path):
     chapter = str(int(path.stem[:2]))
     expected = [f"{chapter}.{i}" for i in range(1, len(numbers) + 1)]
     assert numbers == expected, f"{path.name}: sections numbered {numbers}, expected {expected}"
+
+
+# ---- 6. Sections are referred to through labels ---------------------------------------------------------------
+
+HANDWRITTEN = re.compile(r"\b[Ss]ections?\s+\d+\.\d+(?![.\d]*\d)")
+REF = re.compile(r"\{ref\}`([^`<]*?)\s*<([\w-]+)>`")
+TARGET_THEN_HEADING = re.compile(r"^\(([\w-]+)\)=[ \t]*\n#{2,3} (\d+(?:\.\d+)+)\.? ", re.M)
+
+
+def section_labels() -> dict[str, str]:
+    """label -> the number of the section heading it stands on, over every notebook."""
+    return {m.group(1): m.group(2) for p in NOTEBOOKS for c in cells(p) if c["cell_type"] == "markdown"
+            for m in TARGET_THEN_HEADING.finditer(src(c))}
+
+
+@known("sections_referenced_through_labels")
+def test_sections_are_referenced_through_labels(path):
+    """Every numbered section carries a label; prose refers to it with {ref}`section 3.6 <label>`, and the
+    number in the link text is the number of the heading the label stands on: renumber a section and this
+    test names every reference that went stale (issue 20). A reference to another book's section
+    ("section 8.1.3" of a textbook) is not a section of this course."""
+    labels = section_labels()
+    numbered = set(section_numbers(path))
+    labelled = {n for n in labels.values() if n.split(".")[0] == path.stem[:2].lstrip("0")}
+    problems = [f"section {n} has no label (a `(label)=` line right above its heading)"
+                for n in sorted(numbered - labelled)]
+    for c in cells(path):
+        if c["cell_type"] != "markdown":
+            continue
+        text = src(c)
+        for shown, label in REF.findall(text):
+            numbers = re.findall(r"\d+\.\d+", shown)
+            if numbers and labels.get(label) != numbers[-1]:
+                problems.append(f"{{ref}}`{shown} <{label}>` points at section {labels.get(label)}")
+        bare = re.sub(r"^```[^\n]*$|\$\$.*?\$\$|`[^`\n]*`|\$[^$\n]*\$", "", REF.sub("", text), flags=re.M | re.S)
+        problems += [f"hand-written '{m}': write {{ref}}`{m} <label>`" for m in HANDWRITTEN.findall(bare)]
+    assert not problems, f"{path.name}: " + "; ".join(problems[:8])

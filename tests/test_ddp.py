@@ -288,3 +288,39 @@ def test_a_rank_that_cannot_see_rank_0s_checkpoint_stops_with_a_clear_error(tmp_
     with pytest.raises(FileNotFoundError, match="shared|share"):
         train_ddp.main(["--device", "cpu", "--train-examples", "128", "--epochs", "1", "--threads", "1",
                         "--checkpoint", str(tmp_path / "not-here.pt")])
+
+
+def load_script(name: str):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_validation_is_held_out_from_training_and_the_test_split_is_scored_once(tmp_path, monkeypatch):
+    """val_* every epoch on the last --val-examples training images (never trained on); the test images
+    once, after training, saved as `test` (issue 19: the test split chooses nothing)."""
+    import helpers
+    train_ddp = load_script("train_ddp_split")
+    seen, evaluate = [], train_ddp.evaluate
+    monkeypatch.setattr(train_ddp, "evaluate", lambda model, x, *a: seen.append(x) or evaluate(model, x, *a))
+    trained = []
+    loader = train_ddp.DataLoader
+    monkeypatch.setattr(train_ddp, "DataLoader", lambda data, **kw: trained.append(data) or loader(data, **kw))
+    out = tmp_path / "out.pt"
+    train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "2", "--train-examples", "256",
+                    "--val-examples", "300", "--out", str(out)])
+    train_ds, test_ds = helpers.mnist_datasets("embedded")
+    x_all = train_ds.tensors[0]
+    assert len(seen) == 3, "two epochs of validation, then the test split once"
+    assert all(torch.equal(x, x_all[-300:]) for x in seen[:2]), "validation is not the last 300 training images"
+    assert torch.equal(seen[2], test_ds.tensors[0]), "the last evaluation is not the test split"
+    assert torch.equal(trained[0].tensors[0], x_all[:256]), "training is not the first 256 images"
+    result = torch.load(out, weights_only=True)
+    assert set(result["test"]) == {"loss", "acc"} and 0 <= result["test"]["acc"] <= 1
+    with pytest.raises(ValueError, match="--train-examples"):
+        train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "1", "--train-examples",
+                        str(len(x_all)), "--val-examples", "300"])
+    with pytest.raises(ValueError, match="--val-examples"):
+        train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "1", "--val-examples", "0"])

@@ -101,3 +101,12 @@ def test_student_edition_of_every_chapter_keeps_the_exercises_and_drops_every_so
     assert "{solution" not in text
     assert text.count("{exercise}") == sum(editions.source(c).count("{exercise}") for c in nb["cells"]
                                            if c["cell_type"] == "markdown")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "assignments").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_assignment_notebooks_read_well_without_myst(path):
+    """A learner may open the assignment in Colab, which renders no MyST: plain Markdown, as colab/."""
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    raw = [m.group() for c in nb["cells"] if c["cell_type"] == "markdown"
+           for m in [RAW_MYST.search("".join(c["source"]))] if m]
+    assert not raw, f"{path.name}: raw MyST {raw[:3]}"

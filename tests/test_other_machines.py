@@ -90,3 +90,34 @@ def test_chapter_runs_on_the_lowest_torch_in_a_fresh_environment(path, lowest_ke
     assert torch_version.startswith(lowest_releases()["torch"]), versions.stdout
     assert vision_version.startswith(lowest_releases()["torchvision"]), versions.stdout
     assert str(ROOT) not in helpers_file, "helpers must come from the setup cell's install, not this checkout"
+
+
+@pytest.mark.timeout(900)
+def test_assignment_notebook_runs_in_the_fresh_environment(lowest_kernel, tmp_path, monkeypatch):
+    """A student notebook, as a learner who solved it runs it on Colab: chapter 1's assignment built
+    at smoke size, its work cells filled with the chapter's solutions (the bundle's reference
+    submission, the student notebook otherwise), run on the lowest torch with only what its setup cell
+    installs. Its checks pass and it saves every graded answer as data (the grader's side of
+    `record`); grading needs no package on the learner's side beyond the course's `helpers`."""
+    build = subprocess.run([sys.executable, "scripts/assignment.py", "build", "01", "--smoke",
+                            "--out", str(tmp_path / "built")], cwd=ROOT, capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-3000:]
+    folder = tmp_path / "built" / "01_tensors"
+    bundle = json.loads((folder / "bundle" / "bundle.json").read_text())
+    student = json.loads((folder / "student.ipynb").read_text())
+    solved = json.loads((folder / "bundle" / "reference_submission.ipynb").read_text())
+    assert [c["source"] for c in solved["cells"] if c["metadata"].get("grade", {}).get("role") != "work"] == \
+        [c["source"] for c in student["cells"] if c["metadata"].get("grade", {}).get("role") != "work"]
+    jupyter_path, python = lowest_kernel
+    answers = tmp_path / "answers"
+    monkeypatch.setenv("JUPYTER_PATH", str(jupyter_path))
+    monkeypatch.setenv("COURSE_REPO_URL", f"file://{ROOT}")
+    monkeypatch.setenv("COURSE_ANSWERS_DIR", str(answers))
+    monkeypatch.setenv("PATH", os.path.dirname(python) + os.pathsep + os.environ["PATH"])
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    pm.execute_notebook(str(folder / "bundle" / "reference_submission.ipynb"), str(tmp_path / "out.ipynb"),
+                        parameters=bundle["params"], kernel_name="course-lowest", cwd=str(tmp_path),
+                        progress_bar=False)
+    graded = sorted(q["id"] for q in bundle["questions"] if not q["manual"])
+    saved = sorted(p.stem for p in answers.glob("*.json"))
+    assert saved == graded, f"answers saved {saved}, graded questions {graded}"
