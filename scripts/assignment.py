@@ -59,6 +59,7 @@ NOBODY = 65534
 MAX_NOTEBOOK_BYTES = 50_000_000
 LABEL = re.compile(r"^:label:[ \t]*(\S+)", re.M)
 SOLUTION_MARK = re.compile(r"#\s*SOLUTION\s*$")
+LOOSE_MARK = re.compile(r"#.*\bSOLUTION\b")  # upper case: the marks; "solution" is prose
 BEGIN, END = re.compile(r"^(\s*)#\s*BEGIN SOLUTION\s*$"), re.compile(r"^\s*#\s*END SOLUTION\s*$")
 
 
@@ -127,6 +128,10 @@ def strip_solution(text: str) -> str:
             continue
         if END.match(line):
             raise AssignmentError("an END SOLUTION without its BEGIN SOLUTION")
+        if LOOSE_MARK.search(line) and not SOLUTION_MARK.search(line):
+            raise AssignmentError(f"a solution mark that is not exactly '# SOLUTION' at the end of the line, "
+                                  f"or '# BEGIN SOLUTION' / '# END SOLUTION' alone on theirs: {line.strip()!r} "
+                                  "(it would be handed out whole)")
         out.append(solution_line(line) if SOLUTION_MARK.search(line) else line)
     if skipping:
         raise AssignmentError("a BEGIN SOLUTION without its END SOLUTION")
@@ -149,8 +154,9 @@ def solution_line(line: str) -> str:
             f"'# SOLUTION' marks a line that is not one complete assignment: {line.strip()!r}; "
             "mark a `name = expression` line, or put the code between # BEGIN SOLUTION and "
             "# END SOLUTION")
-    target = code.strip().encode()[: node.value.col_offset].decode().rstrip()
-    return f"{indent}{target} ...  # your answer"
+    stripped = code.strip().encode()
+    equals = stripped.rindex(b"=", 0, node.value.col_offset)  # the value may open with "(" before it
+    return f"{indent}{stripped[: equals + 1].decode()} ...  # your answer"
 
 
 def unmark(text: str) -> str:
@@ -214,6 +220,13 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
     dropped = set()
     for q in qs:
         dropped |= set(q["solution"])
+    # "exercise 5.1", as the plain-Markdown edition below numbers the exercises
+    numbers, count = {}, 0
+    for cell in cells:
+        if cell["cell_type"] == "markdown":
+            for m in editions.EXERCISE.finditer(source(cell)):
+                count += 1
+                numbers[editions.split_options(m.group("body"))[0].get("label", "")] = f"{int(chapter[:2])}.{count}"
     out = []
     for i, cell in enumerate(cells):
         if "grade-hidden" in tags(cell):
@@ -227,11 +240,13 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
         q = next((q for q in qs if q["exercise"] == i), None)
         if q is not None:
             if q["manual"]:
-                out.append(md(f"**Your answer to {q['id']}** ({points(q)}, read by your "
+                out.append(md(f"**Your answer to exercise {numbers.get(q['id'], '')} ({q['id']})** "
+                              f"({points(q)}, read by your "
                               "instructor): replace this line.",
                               id=f"grade-manual-{q['id']}"[:64], grade={"question": q["id"], "role": "manual"}))
             else:
-                out.append(md(f"**Graded: {q['id']}** ({points(q)}). Replace each `...` in the "
+                out.append(md(f"**Graded: exercise {numbers.get(q['id'], '')} ({q['id']})** "
+                              f"({points(q)}). Replace each `...` in the "
                               "cell below, run it, then run the check cell after it: it records your answer "
                               "and says what is wrong with its form.",
                               id=f"grade-note-{q['id']}"[:64]))
@@ -504,8 +519,9 @@ PLATFORM_ID = re.compile(r"(?<![0-9])([0-9]{3,})(?![0-9])")
 
 
 def safe_name(text: str) -> str:
-    """A feedback file's name from a learner's id or folder: letters, digits, '.', '-', '_' only."""
-    return re.sub(r"[^0-9A-Za-z._-]+", "_", text).strip("._") or "submission"
+    """A feedback file's name from a learner's id or folder: letters (any script), digits, '.', '-',
+    '_' only; grade() makes it unique."""
+    return re.sub(r"[^\w.-]+", "_", text).strip("._") or "submission"
 
 
 def submission_files(submissions: Path) -> list[Path]:
@@ -516,22 +532,28 @@ def submission_files(submissions: Path) -> list[Path]:
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(names):
             path = Path(here) / name
-            if not name.startswith(".") and path.suffix.lower() == ".ipynb" and not path.is_symlink():
+            if not name.startswith(".") and path.suffix.lower() == ".ipynb" and not path.is_symlink() \
+                    and path.is_file():  # not a FIFO, which would block the reader
                 found.append(path)
     return sorted(found, key=lambda p: p.relative_to(submissions).as_posix())
 
 
+def roster_ids_in(text: str, roster: dict[str, str]) -> list[str]:
+    return [i for i in roster if re.search(rf"(?<![0-9A-Za-z]){re.escape(i)}(?![0-9A-Za-z])", text)]
+
+
 def student_of(name: str, roster: dict[str, str]) -> str | None:
-    """A roster id found in a file's path as course platforms export it ("doe_12345_05_cnn.ipynb",
-    "Doe John_12345_assignsubmission_file/05_cnn.ipynb"); without a roster, the learner's folder
-    (one folder per learner) or the file's name."""
+    """The roster id in a submission's path as course platforms export it: in the learner's folder
+    ("Doe John_12345_assignsubmission_file/05_cnn.ipynb", named by the platform, so a file name the
+    learner chose cannot override it), or in a flat export's file name ("doe_12345_05_cnn.ipynb").
+    None when no id, or several, appear: that file is reported, not guessed. Without a roster, the
+    learner's folder (one folder per learner) or the file's name."""
     parts = Path(name).parts
+    where = parts[0] if len(parts) > 1 else Path(name).stem
     if not roster:
-        return parts[0] if len(parts) > 1 else Path(name).stem
-    for ident in roster:
-        if re.search(rf"(?<![0-9A-Za-z]){re.escape(ident)}(?![0-9A-Za-z])", str(Path(name).with_suffix(""))):
-            return ident
-    return None
+        return where
+    found = roster_ids_in(where, roster)
+    return found[0] if len(found) == 1 else None
 
 
 def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | None, timeout: float,
@@ -554,17 +576,30 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
     rows, unmapped, manual = [], [], {q["id"]: [] for q in meta["questions"] if q["manual"]}
     files = submission_files(submissions)
     seen: dict[str, list[str]] = {}
-    for n, path in enumerate(files):
+    for path in files:
         name = path.relative_to(submissions).as_posix()
         student = student_of(name, roster)
         if student is None:
-            unmapped.append(name)
-            continue
-        seen.setdefault(student, []).append(name)
+            where = Path(name).parts[0] if len(Path(name).parts) > 1 else Path(name).stem
+            several_ids = roster_ids_in(where, roster)
+            unmapped.append(name + (f" (names several roster ids: {', '.join(several_ids)})"
+                                    if several_ids else ""))
+        else:
+            seen.setdefault(student, []).append(name)
+    used: set[str] = set()
+    graded = [(p, student_of(p.relative_to(submissions).as_posix(), roster)) for p in files]
+    for n, (path, student) in enumerate((p, s) for p, s in graded if s is not None):
+        name = path.relative_to(submissions).as_posix()
         # a second file of the same learner (a resubmission, a copy) is graded too, in its own row and
-        # feedback file, and reported: the instructor decides which counts
-        report = student if len(seen[student]) == 1 else f"{student}-{len(seen[student])}"
-        row = {"student": student, "name": roster.get(student, ""), "file": name}
+        # feedback file, and marked in both rows: the instructor decides which counts
+        report, k = safe_name(student), 2
+        while report.lower() in used:
+            report, k = f"{safe_name(student)}-{k}", k + 1
+        used.add(report.lower())
+        mine = seen[student]
+        row = {"student": student, "name": roster.get(student, ""), "file": name,
+               "feedback": f"feedback/{report}.md",
+               "several_files": f"{mine.index(name) + 1} of {len(mine)}" if len(mine) > 1 else ""}
         feedback = [f"# {meta['chapter']}: feedback for {student}", ""]
         scores, status = {q["id"]: 0.0 for q in meta["questions"] if not q["manual"]}, "graded"
         nb = read_json(path, default=None, limit=MAX_NOTEBOOK_BYTES)
@@ -615,10 +650,10 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
         row["total"] = f"{sum(scores.values()):g}"
         row["max"] = f"{sum(q['points'] for q in meta['questions'] if not q['manual']):g}"
         rows.append(row)
-        (out / "feedback" / f"{safe_name(report)}.md").write_text("\n".join(feedback) + "\n", encoding="utf-8")
+        (out / "feedback" / f"{report}.md").write_text("\n".join(feedback) + "\n", encoding="utf-8")
     shutil.rmtree(scratch_root, ignore_errors=True)
     columns = ["student", "name", "file", "status", *[q["id"] for q in meta["questions"]], "total", "max",
-               "seconds"]
+               "seconds", "feedback", "several_files"]
     with open(out / "grades.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns, restval="")
         writer.writeheader()

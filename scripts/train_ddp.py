@@ -82,9 +82,7 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
         torch.cuda.set_device(device)
     if world_size > 1:
         # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors.
-        # device_id binds the process to its GPU from the start.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return rank, local_rank, world_size, device
 
 
@@ -171,9 +169,9 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
     helpers.set_seed(args.seed)
     train_ds, test_ds = load_data(args.dataset, local_rank, device)
     x_all, y_all = train_ds.tensors
-    if not 0 < args.val_examples < len(x_all):
-        raise ValueError(f"--val-examples {args.val_examples}: hold out between 1 and {len(x_all) - 1} of the "
-                         f"{len(x_all)} training images for validation")
+    if not world_size <= args.val_examples < len(x_all):  # every process scores at least one image
+        raise ValueError(f"--val-examples {args.val_examples}: hold out between {world_size} (the number of "
+                         f"processes) and {len(x_all) - 1} of the {len(x_all)} training images for validation")
     x_val, y_val = x_all[-args.val_examples:], y_all[-args.val_examples:]      # never trained on
     x_train, y_train = x_all[:-args.val_examples], y_all[:-args.val_examples]
     if args.train_examples is not None:
@@ -225,8 +223,8 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
             print(helpers.format_epoch(history, epoch - 1, args.epochs), flush=True)
             if args.checkpoint is not None:
                 helpers.save_checkpoint(args.checkpoint, net, optimizer, epoch=epoch, history=history)
-        if dist.is_initialized():
-            dist.barrier()  # nobody runs ahead (or reads the checkpoint) before rank 0 has written it
+        if dist.is_initialized():  # nobody runs ahead (or reads the checkpoint) before rank 0 has written it
+            dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
     test = evaluate(net, test_ds.tensors[0], test_ds.tensors[1], loss_fn, device, rank, world_size)  # once
     if rank == 0:
         print(f"test, once after training: loss {test['loss']:.4f}, acc {test['acc']:.4f}", flush=True)

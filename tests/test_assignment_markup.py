@@ -33,6 +33,19 @@ def test_a_solution_mark_on_anything_but_one_assignment_is_refused(line):
         assignment.strip_solution(line)
 
 
+@pytest.mark.parametrize("line", ["x = 16 * 7 * 7  # SOLUTION: 784", "x = 1  # SOLUTION here",
+                                  "# BEGIN SOLUTION (the loop)"])
+def test_a_solution_mark_not_in_its_exact_form_is_refused(line):
+    """Not recognised, it would hand the answer out whole."""
+    with pytest.raises(assignment.AssignmentError, match="not exactly '# SOLUTION'"):
+        assignment.strip_solution(line)
+
+
+def test_a_parenthesised_value_is_cut_at_its_equals_sign():
+    assert assignment.strip_solution("x = (a + b)  # SOLUTION") == "x = ...  # your answer"
+    assert assignment.strip_solution("d['k='] = (2)  # SOLUTION") == "d['k='] = ...  # your answer"
+
+
 def test_unbalanced_solution_blocks_are_refused():
     with pytest.raises(assignment.AssignmentError, match="without its END"):
         assignment.strip_solution("# BEGIN SOLUTION\nx = 1")
@@ -92,13 +105,35 @@ def test_grading_finds_every_learners_file_and_reports_doubles(tmp_path, capsys)
         ("111", "doe_111_01_tensors.ipynb")]
     assert all(r["status"].startswith("refused: built from version bbbbbbbbbbbb") for r in rows)
     assert sorted(p.name for p in (out / "feedback").iterdir()) == ["111.md", "222-2.md", "222.md"]
+    assert [r["feedback"] for r in rows] == ["feedback/222.md", "feedback/222-2.md", "feedback/111.md"]
+    assert [r["several_files"] for r in rows] == ["1 of 2", "2 of 2", ""]
     assert (out / "unmapped.txt").read_text().split("\n")[0] == "stranger_01_tensors.ipynb"
     assert "222: Roe Ann_222" in (out / "several_files.txt").read_text()
     assert "1 learner(s) handed in several files" in capsys.readouterr().out
 
 
-def test_without_a_roster_a_learners_folder_names_the_learner():
+def test_the_platforms_folder_names_the_learner_and_a_path_with_two_ids_is_not_guessed():
+    roster = {"111": "", "222": ""}
     assert assignment.student_of("doe/05_cnn.ipynb", {}) == "doe"
     assert assignment.student_of("doe_05_cnn.ipynb", {}) == "doe_05_cnn"
     assert assignment.student_of("x_1234_05.ipynb", {"123": ""}) is None
-    assert assignment.safe_name("../Roe Ann") == "Roe_Ann"
+    # the folder is the platform's; a file name the learner chose cannot move the file to another row
+    assert assignment.student_of("Roe Ann_222_assignsubmission_file/doe_111_05_cnn.ipynb", roster) == "222"
+    assert assignment.student_of("doe_111_and_222_05_cnn.ipynb", roster) is None
+    assert assignment.safe_name("../Roe Ann") == "Roe_Ann" and assignment.safe_name("Zoë") == "Zoë"
+
+
+def test_two_learners_whose_names_differ_only_in_spaces_keep_their_own_feedback(tmp_path):
+    folder = tmp_path / "built" / "01_tensors"
+    (folder / "bundle").mkdir(parents=True)
+    (folder / "bundle" / "bundle.json").write_text(json.dumps({
+        "chapter": "01_tensors", "version": "aaaaaaaaaaaa", "params": {},
+        "questions": [{"id": "q", "points": 1, "manual": False}], "tests": {}}))
+    subs = tmp_path / "subs"
+    for learner in ("Doe John", "Doe_John", "doe john"):
+        (subs / learner).mkdir(parents=True)
+        (subs / learner / "01_tensors.ipynb").write_text(json.dumps({"cells": [], "metadata": {}}))
+    out = tmp_path / "grades"
+    assignment.grade(folder, subs, out, roster_path=None, timeout=10, memory_gb=1, sandbox=False)
+    names = sorted(p.name for p in (out / "feedback").iterdir())
+    assert names == ["Doe_John-2.md", "Doe_John.md", "doe_john-3.md"], names  # unique, even ignoring case

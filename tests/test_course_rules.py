@@ -1,5 +1,6 @@
 """Course-wide rules, checked over every notebook (issue 19): the test split never chooses; hidden checks say
-what they guard; stated learner times are computed; stored outputs come from a quiet run; sections run in order, and are referred to through labels.
+what they guard; stated learner times are computed; stored outputs come from a quiet run; sections run in
+order, and are referred to through labels.
 
 A notebook that still breaks a rule is listed in KNOWN with what is left to do. Its test is a strict xfail: it
 must keep failing, and the day the chapter is fixed it passes, the xfail turns into a failure, and the entry
@@ -26,8 +27,7 @@ KNOWN = {
     "test_split_never_chooses": {},
     "hidden_checks_have_messages": {},
     "sections_run_in_order": {},
-    "sections_referenced_through_labels": {
-        "08_attention": "its labels and references come after its graded exercises (a helper owns the file now)"},
+    "sections_referenced_through_labels": {},
 }
 
 
@@ -158,8 +158,14 @@ def test_sections_run_in_order(path):
 # ---- 6. Sections are referred to through labels ---------------------------------------------------------------
 
 HANDWRITTEN = re.compile(r"\b[Ss]ections?\s+\d+\.\d+(?![.\d]*\d)")
+# the second number of a list ("sections 3.5 and 3.8", "sections {ref}`3.5 <x>` and 3.8")
+LIST_TAIL = re.compile(r"(?:\x00|\b[Ss]ections?\s+\d+\.\d+)\s*(?:,|and|or|to|–|-)\s*(\d+\.\d+)(?![.\d]*\d)")
+# a section named by its number alone ("as in 7.5", "the denoiser of 7.5")
+BARE = re.compile(r"\b(?:in|of|see|from)\s+(\d+\.\d+)(?![.\d]*\d)(?!\s*(?:%|s\b|ms|µs|MB|GB|points))")
 REF = re.compile(r"\{ref\}`([^`<]*?)\s*<([\w-]+)>`")
 TARGET_THEN_HEADING = re.compile(r"^\(([\w-]+)\)=[ \t]*\n#{2,3} (\d+(?:\.\d+)+)\.? ", re.M)
+NOT_PROSE = re.compile(r"^(`{3,})(?!\{)[^\n]*\n.*?^\1[ \t]*$|^```[^\n]*$|\$\$.*?\$\$|`[^`\n]*`|\$[^$\n]*\$",
+                       re.M | re.S)  # code blocks, directive fences, math, inline code
 
 
 def section_labels() -> dict[str, str]:
@@ -168,12 +174,30 @@ def section_labels() -> dict[str, str]:
             for m in TARGET_THEN_HEADING.finditer(src(c))}
 
 
+def hand_written_references(text: str, sections: set[str]) -> list[str]:
+    prose = NOT_PROSE.sub(" ", REF.sub("\x00", text))
+    found = [f"'{m}'" for m in HANDWRITTEN.findall(prose)]
+    found += [f"'... {n}' in a list" for n in LIST_TAIL.findall(prose)]
+    found += [f"'{n}' alone" for n in BARE.findall(prose) if n in sections]
+    return found
+
+
+def test_the_reference_rule_finds_what_it_should():
+    sections = {"3.5", "3.8", "7.5"}
+    assert hand_written_references("see section 3.5.", sections) == ["'section 3.5'"]
+    assert hand_written_references("sections {ref}`3.5 <a>` and 3.8", sections) == ["'... 3.8' in a list"]
+    assert hand_written_references("the denoiser of 7.5 sees", sections) == ["'7.5' alone"]
+    assert hand_written_references("a loss of 7.5 %, Goodfellow's section 8.1.3", sections) == []
+    assert hand_written_references("```python\n# section 3.5\n```\nand {ref}`section 3.5 <a>`", sections) == []
+
+
 @known("sections_referenced_through_labels")
 def test_sections_are_referenced_through_labels(path):
     """Every numbered section carries a label; prose refers to it with {ref}`section 3.6 <label>`, and the
     number in the link text is the number of the heading the label stands on: renumber a section and this
-    test names every reference that went stale (issue 20). A reference to another book's section
-    ("section 8.1.3" of a textbook) is not a section of this course."""
+    test names every stale reference in the prose. A reference to another book's section ("section 8.1.3"
+    of a textbook) is not a section of this course. Not covered: numbers in code cells (comments, printed
+    labels, hidden tests' messages), which cannot link; they are few and name their section in words."""
     labels = section_labels()
     numbered = set(section_numbers(path))
     labelled = {n for n in labels.values() if n.split(".")[0] == path.stem[:2].lstrip("0")}
@@ -187,6 +211,6 @@ def test_sections_are_referenced_through_labels(path):
             numbers = re.findall(r"\d+\.\d+", shown)
             if numbers and labels.get(label) != numbers[-1]:
                 problems.append(f"{{ref}}`{shown} <{label}>` points at section {labels.get(label)}")
-        bare = re.sub(r"^```[^\n]*$|\$\$.*?\$\$|`[^`\n]*`|\$[^$\n]*\$", "", REF.sub("", text), flags=re.M | re.S)
-        problems += [f"hand-written '{m}': write {{ref}}`{m} <label>`" for m in HANDWRITTEN.findall(bare)]
+        problems += [f"hand-written {r}: write {{ref}}`section N.M <label>`"
+                     for r in hand_written_references(text, numbered)]
     assert not problems, f"{path.name}: " + "; ".join(problems[:8])

@@ -309,6 +309,7 @@ def test_validation_is_held_out_from_training_and_the_test_split_is_scored_once(
     loader = train_ddp.DataLoader
     monkeypatch.setattr(train_ddp, "DataLoader", lambda data, **kw: trained.append(data) or loader(data, **kw))
     out = tmp_path / "out.pt"
+    monkeypatch.setattr(train_ddp.torch, "set_num_threads", lambda n: None)  # keep this process's threads
     train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "2", "--train-examples", "256",
                     "--val-examples", "300", "--out", str(out)])
     train_ds, test_ds = helpers.mnist_datasets("embedded")
@@ -319,6 +320,9 @@ def test_validation_is_held_out_from_training_and_the_test_split_is_scored_once(
     assert torch.equal(trained[0].tensors[0], x_all[:256]), "training is not the first 256 images"
     result = torch.load(out, weights_only=True)
     assert set(result["test"]) == {"loss", "acc"} and 0 <= result["test"]["acc"] <= 1
+    trained.clear()
+    train_ddp.main(["--device", "cpu", "--epochs", "1", "--val-examples", "300", "--batch-size", "1024"])
+    assert torch.equal(trained[0].tensors[0], x_all[:-300]), "without --train-examples: all but the 300"
     with pytest.raises(ValueError, match="--train-examples"):
         train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "1", "--train-examples",
                         str(len(x_all)), "--val-examples", "300"])
