@@ -248,7 +248,8 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
                 out.append(md(f"**Graded: exercise {numbers.get(q['id'], '')} ({q['id']})** "
                               f"({points(q)}). Replace each `...` in the "
                               "cell below, run it, then run the check cell after it: it records your answer "
-                              "and says what is wrong with its form.",
+                              "and says what is wrong with its form. What the check cell records is graded; "
+                              "a question the exercise asks in words is for you (and your instructor).",
                               id=f"grade-note-{q['id']}"[:64]))
     student = copy.deepcopy(nb)
     student["cells"] = editions.student_edition({"cells": out})["cells"]  # the other exercises' solutions
