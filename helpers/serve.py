@@ -369,7 +369,9 @@ def running(model_path: str | Path, *, port: int | None = None, threads: int = 1
            "--threads", str(threads), "--workers", str(workers), *extra_args]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
                                                         os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.Popen(cmd, env=env)
+    # a session of its own: if the graceful stop times out, one signal stops the server and its
+    # workers together, and no worker is left running without its parent
+    proc = subprocess.Popen(cmd, env=env, start_new_session=os.name == "posix")
     try:
         url = f"http://127.0.0.1:{port}"
         wait_healthy(url, proc)
@@ -377,8 +379,11 @@ def running(model_path: str | Path, *, port: int | None = None, threads: int = 1
     finally:
         proc.terminate()          # SIGTERM to this PID: uvicorn shuts down gracefully (and stops its workers)
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
+            if os.name == "posix":
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, 9)   # SIGKILL to the whole group: the server and its workers
             proc.kill()
             proc.wait()
 

@@ -217,8 +217,17 @@ def test_workers_run_several_processes_that_stop_with_the_pid(onnx_path, digits)
         assert r.status_code == 200 and 0 <= r.json()["digit"] <= 9
     assert answered and answered <= workers and proc.pid not in answered, (answered, workers)
     assert proc.returncode is not None
+    def stopped(pid: int) -> bool:
+        try:
+            return "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+        except OSError:  # gone
+            return True
+
+    deadline = time.monotonic() + 10  # a worker's exit is asynchronous to its parent's
+    while not all(stopped(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
     for pid in workers:  # stopping the parent by its PID stopped every worker
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+        assert stopped(pid), f"worker {pid} still running after its server stopped"
 
 
 @pytest.mark.slow
