@@ -543,14 +543,19 @@ def roster_ids_in(text: str, roster: dict[str, str]) -> list[str]:
     return [i for i in roster if re.search(rf"(?<![0-9A-Za-z]){re.escape(i)}(?![0-9A-Za-z])", text)]
 
 
+def learner_part(name: str) -> str:
+    """The part of a submission's path that names its learner: its folder, or a flat file's name."""
+    parts = Path(name).parts
+    return parts[0] if len(parts) > 1 else Path(name).stem
+
+
 def student_of(name: str, roster: dict[str, str]) -> str | None:
     """The roster id in a submission's path as course platforms export it: in the learner's folder
     ("Doe John_12345_assignsubmission_file/05_cnn.ipynb", named by the platform, so a file name the
     learner chose cannot override it), or in a flat export's file name ("doe_12345_05_cnn.ipynb").
     None when no id, or several, appear: that file is reported, not guessed. Without a roster, the
     learner's folder (one folder per learner) or the file's name."""
-    parts = Path(name).parts
-    where = parts[0] if len(parts) > 1 else Path(name).stem
+    where = learner_part(name)
     if not roster:
         return where
     found = roster_ids_in(where, roster)
@@ -577,20 +582,19 @@ def grade(folder: Path, submissions: Path, out: Path, *, roster_path: Path | Non
     rows, unmapped, manual = [], [], {q["id"]: [] for q in meta["questions"] if q["manual"]}
     files = submission_files(submissions)
     seen: dict[str, list[str]] = {}
+    mapped = []
     for path in files:
         name = path.relative_to(submissions).as_posix()
         student = student_of(name, roster)
         if student is None:
-            where = Path(name).parts[0] if len(Path(name).parts) > 1 else Path(name).stem
-            several_ids = roster_ids_in(where, roster)
+            several_ids = roster_ids_in(learner_part(name), roster)
             unmapped.append(name + (f" (names several roster ids: {', '.join(several_ids)})"
                                     if several_ids else ""))
         else:
             seen.setdefault(student, []).append(name)
+            mapped.append((path, name, student))
     used: set[str] = set()
-    graded = [(p, student_of(p.relative_to(submissions).as_posix(), roster)) for p in files]
-    for n, (path, student) in enumerate((p, s) for p, s in graded if s is not None):
-        name = path.relative_to(submissions).as_posix()
+    for n, (path, name, student) in enumerate(mapped):
         # a second file of the same learner (a resubmission, a copy) is graded too, in its own row and
         # feedback file, and marked in both rows: the instructor decides which counts
         report, k = safe_name(student), 2
