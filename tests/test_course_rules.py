@@ -214,3 +214,64 @@ def test_sections_are_referenced_through_labels(path):
         problems += [f"hand-written {r}: write {{ref}}`section N.M <label>`"
                      for r in hand_written_references(text, numbered)]
     assert not problems, f"{path.name}: " + "; ".join(problems[:8])
+
+
+# ---- 7. Gated checks run at the defaults ------------------------------------------------------------------------
+
+def parameters(path: Path) -> dict:
+    """name -> default value, from the notebook's `parameters` cell (what papermill replaces)."""
+    cell = next(c for c in cells(path) if "parameters" in c["metadata"].get("tags", []))
+    return {t.id: ast.literal_eval(node.value) for node in code_tree(cell).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def gate_mismatches(path: Path) -> list[str]:
+    """Gates are comparisons that switch a chapter's claim checks on only at the defaults they were measured
+    with: `DEFAULTS = (dataset, epochs, lr) == ("embedded", 12, 1e-3)`, `if (DEFAULTS, ig_steps) == (True, 32)`.
+    A gate that compares a parameter with anything but its default is false in the stored run and on CI, and
+    the checks it guards never run. Returns each such comparison. Only tuple comparisons and assignments to a
+    `..._DEFAULTS` name are gates; `if dataset == "full":` is a branch."""
+    params, found = parameters(path), []
+    for cell in (c for c in cells(path) if c["cell_type"] == "code"
+                 and "parameters" not in c["metadata"].get("tags", [])):
+        tree = code_tree(cell)
+        gated = [n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+                 and any(isinstance(t, ast.Name) and t.id.endswith("DEFAULTS") for t in n.targets)]
+        compares = {id(n): n for g in gated for n in ast.walk(g) if isinstance(n, ast.Compare)}
+        compares.update({id(n): n for n in ast.walk(tree) if isinstance(n, ast.Compare)
+                         and isinstance(n.left, ast.Tuple) and len(n.left.elts) > 1})
+        for node in compares.values():
+            if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.Eq, ast.Is)):
+                continue
+            left, right = node.left, node.comparators[0]
+            pairs = (zip(left.elts, right.elts) if isinstance(left, ast.Tuple) and isinstance(right, ast.Tuple)
+                     else [(left, right)])
+            for name, value in pairs:
+                if not (isinstance(name, ast.Name) and name.id in params):
+                    continue
+                try:
+                    literal = ast.literal_eval(value)
+                except ValueError:
+                    continue
+                default = params[name.id]
+                if literal != default or type(literal) is not type(default):
+                    found.append(f"{name.id} compared with {literal!r}, its default is {default!r}")
+    return found
+
+
+def test_the_gate_rule_finds_what_it_should(tmp_path):
+    nb = tmp_path / "nb.ipynb"
+    sources = [("epochs = 12\nlr = 1e-3\ndataset = 'embedded'", ["parameters"]),
+               ("DEFAULTS = (epochs, lr) == (12, 3e-3)\nif dataset == 'full':\n    pass", []),
+               ("if (DEFAULTS, epochs) == (True, 10):\n    pass\nOK = (epochs, lr) == (12, 0.001)", [])]
+    nb.write_text(json.dumps({"cells": [{"cell_type": "code", "source": s, "metadata": {"tags": t}}
+                                        for s, t in sources]}))
+    assert gate_mismatches(nb) == ["lr compared with 0.003, its default is 0.001",
+                                   "epochs compared with 10, its default is 12"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_gated_checks_run_at_the_defaults(path):
+    """A changed default with a stale gate would switch the chapter's claim checks off without a word."""
+    wrong = gate_mismatches(path)
+    assert not wrong, f"{path.name}: a gate compares a parameter with a value that is not its default: {wrong}"
