@@ -23,7 +23,8 @@ Three measurements, as in a speedrun:
 2. **The recipe, chosen on validation images**: the last ``--val-size`` training images are held
    out. Every candidate (each ``--epochs`` with each ``--lr``) trains on the other training images
    with ``--val-seeds`` seeds and is scored on the held-out ones; the chosen recipe is the one with
-   the fewest steps whose mean validation accuracy reaches ``--target`` (else the most accurate).
+   the fewest steps whose mean validation accuracy, less one standard error, reaches ``--target``
+   (else the most accurate).
    The test images play no part in the choice.
 3. **The speedrun**: the chosen recipe, trained on the same images, with ``--seeds`` seeds; per
    seed the test accuracy (evaluated once, after training) and the training seconds (evaluation

@@ -3,13 +3,14 @@
 With ``num_workers > 0`` every worker process needs the dataset object. Under the "spawn" start
 method (the default on macOS and Windows) and "forkserver" (the default on Linux from Python 3.14)
 each worker is a fresh Python that unpickles the dataset and imports its class **by module and
-name**: a class defined in a notebook or script run as
-``__main__`` cannot be found there, and the worker dies. Classes used with workers therefore live
-in an importable ``.py`` module such as this one, and so do their transforms and ``collate_fn``.
+name**: a class defined in a notebook (or in ``python -c``) cannot be found there, and the worker
+dies. A script's top-level class is found (the worker re-imports the script, so its training code
+must sit under ``if __name__ == "__main__":``). Classes used with workers from a notebook therefore
+live in an importable ``.py`` module such as this one, and so do their transforms and
+``collate_fn``.
 """
 from __future__ import annotations
 
-import random
 from pathlib import Path
 from typing import Callable
 
@@ -117,15 +118,3 @@ class WhoLoads(Dataset):
         info = get_worker_info()
         worker = -1 if info is None else info.id
         return i, worker, int(torch.randint(1000, ())), int(np.random.randint(1000))
-
-
-def seed_worker(worker_id: int) -> None:
-    """worker_init_fn: seed Python's and NumPy's generators from the worker's torch seed.
-
-    The recipe of PyTorch's reproducibility notes. PyTorch (1.9 and later) already seeds ``random``
-    and NumPy in each worker from the same seed, so this changes nothing for them; it is a template
-    for a library with a generator of its own.
-    """
-    seed = torch.initial_seed() % 2**32        # the DataLoader set it: base_seed + worker_id
-    random.seed(seed)
-    np.random.seed(seed)

@@ -42,6 +42,7 @@ import gc
 import os
 import time
 import traceback
+from datetime import timedelta
 from pathlib import Path
 
 import torch
@@ -77,12 +78,19 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))  # unique on this machine
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     device = helpers.get_device(preferred)
+    if device.type == "mps" and world_size > 1:
+        # a Mac has one MPS device, and neither NCCL nor gloo moves MPS tensors
+        raise ValueError(f"--device mps with {world_size} processes: a Mac has one MPS device and no "
+                         "distributed backend for it; run one process, or pass --device cpu")
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)  # one GPU per process
         torch.cuda.set_device(device)
     if world_size > 1:
-        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors.
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors. The timeout bounds
+        # every collective, the first one included: local rank 0's download of --dataset full happens
+        # inside the group (the others wait in an all-reduce), so it is 30 min (NCCL's default is 10).
+        # No device_id=: with it, NCCL can hang at init on some versions (pytorch/pytorch#153960).
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
     return rank, local_rank, world_size, device
 
 
@@ -223,7 +231,11 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
             print(helpers.format_epoch(history, epoch - 1, args.epochs), flush=True)
             if args.checkpoint is not None:
                 helpers.save_checkpoint(args.checkpoint, net, optimizer, epoch=epoch, history=history)
-        if dist.is_initialized():  # nobody runs ahead (or reads the checkpoint) before rank 0 has written it
+        # The checkpoint cannot be read half-written (save_checkpoint writes a temporary file, then renames
+        # it), and the next epoch's all-reduce would hold the others anyway: the barrier marks the epoch's
+        # end, so that if rank 0 dies while writing, the others stop here (an error, or the timeout), not
+        # inside the next epoch's all-reduce.
+        if dist.is_initialized():
             dist.barrier(device_ids=[device.index]) if device.type == "cuda" else dist.barrier()
     test = evaluate(net, test_ds.tensors[0], test_ds.tensors[1], loss_fn, device, rank, world_size)  # once
     if rank == 0:

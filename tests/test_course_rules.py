@@ -88,6 +88,59 @@ def test_hidden_checks_have_messages(path):
     assert not bare, f"{path.name}: {len(bare)} hidden asserts without a message, e.g. {bare[:3]}"
 
 
+# ---- 2b. A win comes with its error bar ------------------------------------------------------------------------
+
+CLAIM = re.compile(r"\b(?:beats?|beating|edges? out|outperforms?|wins?|won|ahead of|loses to|better than|worse than"
+                   r"|lower than|higher than)\b", re.I)
+ERROR_BAR = re.compile(r"±|McNemar|\bp\s*[<=>]|seeds|standard (?:error|deviation)|about the same|(?:inside|within) the "
+                       r"noise|s\.e\.|error bar|one seed|one run|paired", re.I)
+# sentences that use the words without comparing two models or settings, each with its reason
+NOT_A_COMPARISON = {
+    ("03_data", "`prefetch_factor`"): "batches prepared ahead",
+    ("03_data", "Workers pay a start-up"): "a timing, and timings are reported, not compared by tests",
+    ("03_data", "An item can come out"): "a position in a stream",
+    ("04_mlp", "The MLP's error on new points"): "a floor no model can pass",
+    ("06_rnn", "**Baselines first.**"): "a principle",
+    ("06_rnn", "The GRU turns with the cycle"): "a year's peak against the record",
+    ("07_autoencoder", "Twos, threes"): "the geometry of a projection",
+    ("07_autoencoder", "A denoising autoencoder is trained"): "the summary of 7.5, whose printed comparison "
+                                                               "carries ± 1 s.e.",
+    ("09_training_fast", "`prefetch_factor`"): "batches prepared ahead",
+}
+
+
+def comparisons_without_error_bars(path: Path) -> list[str]:
+    """Sentences of the prose that say one thing beats, edges out or is better than another, in a paragraph that
+    gives no error bar (±, a standard error, McNemar, seeds) and does not say "about the same"."""
+    found = []
+    for cell in (c for c in cells(path) if c["cell_type"] == "markdown"):
+        text = re.sub(r"^(`{3,}).*?^\1[ \t]*$", " ", src(cell), flags=re.M | re.S)  # code blocks
+        for paragraph in re.split(r"\n\s*\n|\n- ", text):
+            if ERROR_BAR.search(paragraph):
+                continue
+            for sentence in (" ".join(s.split()) for s in re.split(r"(?<=[.!?])\s+", paragraph.strip())):
+                if CLAIM.search(sentence) and not any(
+                        path.stem == stem and sentence.startswith(start) for stem, start in NOT_A_COMPARISON):
+                    found.append(sentence[:160])
+    return found
+
+
+def test_the_error_bar_rule_finds_what_it_should(tmp_path):
+    nb = tmp_path / "nb.ipynb"
+    texts = ["Dropout beats no cure.", "Dropout beats no cure (McNemar p = 0.01).",
+             "A is better than B.\n\nB: 0.91 ± 0.01.", "They are about the same; A is ahead of B by 2 images."]
+    nb.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": t, "metadata": {}} for t in texts]}))
+    assert comparisons_without_error_bars(nb) == ["Dropout beats no cure.", "A is better than B."]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_a_win_comes_with_its_error_bar(path):
+    """Issue 19's rule 2: a sentence that says A beats B states the uncertainty in its paragraph (± one standard
+    error, McNemar's p on the same images, a spread over seeds), or says "about the same"."""
+    bare = comparisons_without_error_bars(path)
+    assert not bare, f"{path.name}: comparisons without an error bar: {bare[:5]}"
+
+
 # ---- 3. Stated learner times are computed -----------------------------------------------------------------------
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -162,6 +215,9 @@ HANDWRITTEN = re.compile(r"\b[Ss]ections?\s+\d+\.\d+(?![.\d]*\d)")
 LIST_TAIL = re.compile(r"(?:\x00|\b[Ss]ections?\s+\d+\.\d+)\s*(?:,|and|or|to|–|-)\s*(\d+\.\d+)(?![.\d]*\d)")
 # a section named by its number alone ("as in 7.5", "the denoiser of 7.5")
 BARE = re.compile(r"\b(?:in|of|see|from)\s+(\d+\.\d+)(?![.\d]*\d)(?!\s*(?:%|s\b|ms|µs|MB|GB|points))")
+IN_CODE = re.compile(r"\b(?:[Ss]ections?|[Ee]xercises?)\s+\d+(?:\.\d+)?\b")
+# a section of the chapter by its number alone in code: "(8.10)", "as in 7.2", "that 8.1 multiplies"
+IN_CODE_BARE = re.compile(r"\((\d+\.\d+)\)|\b(?:that|in|of|see|from)\s+(\d+\.\d+)\b(?![.\d])")
 REF = re.compile(r"\{ref\}`([^`<]*?)\s*<([\w-]+)>`")
 TARGET_THEN_HEADING = re.compile(r"^\(([\w-]+)\)=[ \t]*\n#{2,3} (\d+(?:\.\d+)+)\.? ", re.M)
 NOT_PROSE = re.compile(r"^(`{3,})(?!\{)[^\n]*\n.*?^\1[ \t]*$|^```[^\n]*$|\$\$.*?\$\$|`[^`\n]*`|\$[^$\n]*\$",
@@ -189,6 +245,10 @@ def test_the_reference_rule_finds_what_it_should():
     assert hand_written_references("the denoiser of 7.5 sees", sections) == ["'7.5' alone"]
     assert hand_written_references("a loss of 7.5 %, Goodfellow's section 8.1.3", sections) == []
     assert hand_written_references("```python\n# section 3.5\n```\nand {ref}`section 3.5 <a>`", sections) == []
+    assert IN_CODE.findall('# section 3.5, exercise 2; print("sections 3.5 and 3.8"), 3.5 %') == [
+        "section 3.5", "exercise 2", "sections 3.5"]
+    bare = "# optional (8.10), as in 7.2; that 8.1 does; figsize=(4.6 * n), of 7.25"
+    assert [a + b for a, b in IN_CODE_BARE.findall(bare)] == ["8.10", "7.2", "8.1", "7.25"]
 
 
 @known("sections_referenced_through_labels")
@@ -196,8 +256,8 @@ def test_sections_are_referenced_through_labels(path):
     """Every numbered section carries a label; prose refers to it with {ref}`section 3.6 <label>`, and the
     number in the link text is the number of the heading the label stands on: renumber a section and this
     test names every stale reference in the prose. A reference to another book's section ("section 8.1.3"
-    of a textbook) is not a section of this course. Not covered: numbers in code cells (comments, printed
-    labels, hidden tests' messages), which cannot link; they are few and name their section in words."""
+    of a textbook) is not a section of this course. Code cells cannot link: a comment, a printed label or a
+    hidden test's message names a section or an exercise in words ("the samplers section"), never by number."""
     labels = section_labels()
     numbered = set(section_numbers(path))
     labelled = {n for n in labels.values() if n.split(".")[0] == path.stem[:2].lstrip("0")}
@@ -213,6 +273,10 @@ def test_sections_are_referenced_through_labels(path):
                 problems.append(f"{{ref}}`{shown} <{label}>` points at section {labels.get(label)}")
         problems += [f"hand-written {r}: write {{ref}}`section N.M <label>`"
                      for r in hand_written_references(text, numbered)]
+    code = [src(c) for c in cells(path) if c["cell_type"] == "code"]
+    problems += [f"'{m}' in a code cell: name it in words" for text in code for m in IN_CODE.findall(text)]
+    problems += [f"'{n}' in a code cell: name the section in words" for text in code
+                 for n in map("".join, IN_CODE_BARE.findall(text)) if n in numbered]
     assert not problems, f"{path.name}: " + "; ".join(problems[:8])
 
 
@@ -275,3 +339,11 @@ def test_gated_checks_run_at_the_defaults(path):
     """A changed default with a stale gate would switch the chapter's claim checks off without a word."""
     wrong = gate_mismatches(path)
     assert not wrong, f"{path.name}: a gate compares a parameter with a value that is not its default: {wrong}"
+
+
+def test_every_sentence_let_through_by_the_error_bar_rule_still_exists():
+    """An entry of NOT_A_COMPARISON whose sentence is gone would let a new sentence through unread."""
+    for stem, start in NOT_A_COMPARISON:
+        path = next(p for p in NOTEBOOKS if p.stem == stem)
+        prose = " ".join(" ".join(src(c).split()) for c in cells(path) if c["cell_type"] == "markdown")
+        assert start in prose, f"{stem}: no sentence starts with {start!r}: remove it from NOT_A_COMPARISON"

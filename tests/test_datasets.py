@@ -14,7 +14,6 @@ from helpers.datasets import (
     PadCollate,
     TextLines,
     WhoLoads,
-    seed_worker,
 )
 
 
@@ -122,12 +121,6 @@ def test_worker_draws_repeat_with_the_generator_seed_and_differ_between_workers(
     assert [d[2:] for d in first] != [d[2:] for d in other]
     by_worker = {w: [(t, n) for _, w2, t, n in first if w2 == w] for w in (0, 1)}
     assert by_worker[0] != by_worker[1], "the two workers must not share a random stream"
-
-
-def test_seed_worker_makes_numpy_follow_the_loader_generator():
-    first, again = draws(3, worker_init_fn=seed_worker), draws(3, worker_init_fn=seed_worker)
-    assert first == again
-    assert [d[3] for d in first] != [d[3] for d in draws(4, worker_init_fn=seed_worker)]
 
 
 def test_who_loads_reports_the_main_process():

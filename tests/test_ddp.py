@@ -328,3 +328,17 @@ def test_validation_is_held_out_from_training_and_the_test_split_is_scored_once(
                         str(len(x_all)), "--val-examples", "300"])
     with pytest.raises(ValueError, match="--val-examples"):
         train_ddp.main(["--device", "cpu", "--threads", "1", "--epochs", "1", "--val-examples", "0"])
+
+
+def test_mps_with_several_processes_is_refused_with_the_fix(monkeypatch):
+    """A Mac has one MPS device and no distributed backend moves MPS tensors: say so before joining a group."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("train_ddp_mps", SCRIPT)
+    train_ddp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_ddp)
+    monkeypatch.setattr(train_ddp.helpers, "get_device", lambda preferred: torch.device("mps"))
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match=r"--device mps with 2 processes.*--device cpu"):
+        train_ddp.setup("mps")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert train_ddp.setup("mps")[3].type == "mps"  # one process on MPS is fine
