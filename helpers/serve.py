@@ -408,7 +408,8 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
     ``results`` is what ``benchmarks/deploy_benchmark.py --json-out`` writes (or its path); ``fmt``
     is ``"json"`` or ``"png"``. The legend names each mode's knee: the highest offered rate up to
     which every measured rate kept p99 within ``slo_ms``. A rate with more than 1% failed requests
-    has no p99 and is left out.
+    has no p99: it is drawn as an ``x`` in its mode's colour along the top of the plot (a gap in a
+    line would read as "not measured").
     """
     import matplotlib.pyplot as plt
     if not isinstance(results, dict):
@@ -417,6 +418,7 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
         raise ValueError(f"no results for format {fmt!r}; the file has {sorted(results['results'])}")
     if ax is None:
         ax = plt.subplots(figsize=(6, 3.5))[1]
+    failed = []
     for mode, rows in results["results"][fmt].items():
         rates = [r["offered_rps"] for r in rows]
         p99 = [np.nan if r["p99_ms"] is None else r["p99_ms"] for r in rows]
@@ -424,7 +426,14 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
         k = knee(rows, slo_ms)
         line, = ax.plot(rates, p99, "o-", label=f"{mode} p99 (knee {k:,.0f} req/s)" if k else f"{mode} p99 (no knee)")
         ax.plot(rates, p50, ":", color=line.get_color(), alpha=0.7)
+        failed += [(r["offered_rps"], line.get_color()) for r in rows if r["p99_ms"] is None]
     ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"{slo_ms:g} ms")
+    if failed:
+        top = ax.get_ylim()[1]
+        for i, (rate, color) in enumerate(failed):
+            ax.plot([rate], [top], "x", color=color, markersize=9, clip_on=False,
+                    label="over 1% failed: no p99" if i == 0 else "_nolegend_")
+        ax.set_ylim(top=top)
     ax.set(xscale="log", yscale="log", xlabel="offered load (requests/s, open loop)", ylabel="latency (ms)",
            title=f"{fmt.upper()} requests: p99 (solid) and p50 (dotted)")
     offered = sorted({r["offered_rps"] for rows in results["results"][fmt].values() for r in rows})

@@ -30,6 +30,18 @@ download fails, every process stops with an error instead of waiting for files t
 (Machines that share one data folder should download it once before the job: two machines writing
 the same files at once corrupt them.) The process group is destroyed on the way out, error or not.
 
+On a SLURM cluster, one torchrun per node, each starting that node's processes (a sketch; check
+your site's documentation for its partitions and its network interface):
+
+    #SBATCH --nodes=2 --ntasks-per-node=1 --gpus-per-node=8
+    head=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+    srun torchrun --nnodes=2 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=$head:29500 \
+        --rdzv_id=$SLURM_JOB_ID scripts/train_ddp.py --checkpoint /shared/ckpt.pt
+
+With the c10d rendezvous, ``torchrun --max-restarts=3`` restarts every process of the job when
+one fails (a lost node, a killed process); a restarted run resumes from ``--checkpoint``, so at
+most one epoch is lost. Without ``--checkpoint`` a restart trains from the beginning.
+
 Not used here, worth knowing: ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` computes BatchNorm
 statistics over the global batch (an all-reduce per BatchNorm layer) instead of per process, and
 ``with model.no_sync():`` skips DDP's gradient all-reduce for the backward passes of gradient
@@ -94,14 +106,29 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
     return rank, local_rank, world_size, device
 
 
+def agree(error: Exception | None, device: torch.device, what: str) -> None:
+    """Every process reports whether its step failed; if any did, every process stops here.
+
+    A collective waits for all processes. A process that raised on its own would leave the
+    others waiting in their next collective (the broadcast in DDP's constructor, an
+    all-reduce) until the process group's timeout; with this all-reduce of a "failed" flag
+    every process learns the outcome at once. Every process must call it at the same point.
+    """
+    failed = torch.tensor([int(error is not None)], device=device)
+    if dist.is_initialized():
+        dist.all_reduce(failed, op=dist.ReduceOp.MAX)  # 1 if any process failed
+    if error is not None:
+        raise error
+    if failed.item():
+        raise RuntimeError(f"{what} failed on another process (see its error): stopping")
+
+
 def load_data(dataset: str, local_rank: int, device: torch.device):
     """Return (train_ds, test_ds); on each machine, local rank 0 downloads first.
 
     Several processes writing one folder corrupt it: local rank 0 downloads while the
-    others wait (nodes sharing one data folder: download once, before the job). At a
-    plain barrier the others would learn of a failed download only from a broken
-    connection or the process group's timeout (10 min with NCCL), so every process joins
-    an all-reduce of a "failed" flag: it waits like a barrier and tells all the outcome.
+    others wait (nodes sharing one data folder: download once, before the job), in
+    `agree`, which also tells them whether it worked; then the others read the files.
     """
     if not dist.is_initialized():
         return helpers.mnist_datasets(dataset)
@@ -109,16 +136,16 @@ def load_data(dataset: str, local_rank: int, device: torch.device):
     if local_rank == 0:
         try:
             datasets = helpers.mnist_datasets(dataset)  # downloads when needed
-        except Exception as err:  # raised below, after the others have been told
+        except Exception as err:  # raised in agree, after the others have been told
             error = err
-    failed = torch.tensor([int(error is not None)], device=device)
-    dist.all_reduce(failed, op=dist.ReduceOp.MAX)  # 1 if any machine's download failed
-    if error is not None:
-        raise error
-    if failed.item():
-        raise RuntimeError(f"the {dataset!r} dataset failed to load on local rank 0 "
-                           "of a machine (see its error): stopping")
-    return datasets if datasets is not None else helpers.mnist_datasets(dataset)
+    agree(error, device, f"loading the {dataset!r} dataset on local rank 0 of a machine")
+    if datasets is None:
+        try:
+            datasets = helpers.mnist_datasets(dataset)  # the files local rank 0 wrote
+        except Exception as err:
+            error = err
+    agree(error, device, f"reading the {dataset!r} dataset")
+    return datasets
 
 
 def should_resume(checkpoint: Path | None, device: torch.device) -> bool:
@@ -201,13 +228,19 @@ def run(args: argparse.Namespace, rank: int, local_rank: int, world_size: int, d
     net = helpers.lenet().to(device)
     optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=0.9)
     history, start = helpers.History(), 0
-    if should_resume(args.checkpoint, device):  # rank 0 decides; every process then loads rank 0's file
-        if not args.checkpoint.exists():
-            raise FileNotFoundError(f"rank {rank}: rank 0 resumes from {args.checkpoint}, which this process "
-                                    "cannot see; --checkpoint must be on a filesystem all machines share")
-        # helpers.load_checkpoint reads the file with map_location="cpu"; load_state_dict then copies
-        # each tensor into the parameters, which already live on this process's device
-        state = helpers.load_checkpoint(args.checkpoint, net, optimizer, restore_rng=False)
+    resume, state, error = should_resume(args.checkpoint, device), None, None
+    if resume:  # rank 0 decided; every process then loads rank 0's file
+        try:
+            if not args.checkpoint.exists():
+                raise FileNotFoundError(f"rank {rank}: rank 0 resumes from {args.checkpoint}, which this process "
+                                        "cannot see; --checkpoint must be on a filesystem all machines share")
+            # helpers.load_checkpoint reads the file with map_location="cpu"; load_state_dict then copies
+            # each tensor into the parameters, which already live on this process's device
+            state = helpers.load_checkpoint(args.checkpoint, net, optimizer, restore_rng=False)
+        except Exception as err:  # raised in agree, after the others have been told
+            error = err
+    agree(error, device, f"reading the checkpoint {args.checkpoint}")
+    if state is not None:
         history, start = helpers.History.from_dict(state["history"]), state["epoch"]
         if rank == 0:
             print(f"resumed from {args.checkpoint} after epoch {start}", flush=True)

@@ -220,7 +220,8 @@ def test_a_failed_download_stops_every_process_quickly_with_a_clear_error(tmp_pa
     assert rank0.returncode == 1 and "DatasetUnavailableError: no network here (simulated)" in rank0.stderr, (
         rank0.stderr[-3000:])
     assert rank1.returncode == 1, rank1.stderr[-3000:]
-    assert "RuntimeError: the 'full' dataset failed to load on local rank 0" in rank1.stderr, rank1.stderr[-3000:]
+    assert ("RuntimeError: loading the 'full' dataset on local rank 0 of a machine failed on another process"
+            in rank1.stderr), rank1.stderr[-3000:]
     assert seconds < 90, f"{seconds:.0f} s to stop"
     logs = [read_log(tmp_path / f"rank{r}.log") for r in (0, 1)]
     assert logs[0] == ["load full", "destroy_process_group"], logs[0]  # torn down even on error
@@ -342,3 +343,38 @@ def test_mps_with_several_processes_is_refused_with_the_fix(monkeypatch):
         train_ddp.setup("mps")
     monkeypatch.setenv("WORLD_SIZE", "1")
     assert train_ddp.setup("mps")[3].type == "mps"  # one process on MPS is fine
+
+
+# A driver for the next test: local rank 0's "download" works; local rank 1 then fails to read the
+# files (a full disk, a permission), after the flag that said the download worked.
+READ_FAILS = r'''
+import importlib.util, os, sys
+spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
+train_ddp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ddp)
+real = train_ddp.helpers.mnist_datasets
+
+def datasets(dataset):
+    if os.environ["LOCAL_RANK"] == "1":
+        raise OSError("cannot read the MNIST files (simulated)")
+    return real("embedded")
+
+train_ddp.helpers.mnist_datasets = datasets
+train_ddp.main(["--dataset", "full", "--device", "cpu", "--threads", "1", "--epochs", "1",
+                "--train-examples", "256"])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_rank_that_cannot_read_the_data_stops_every_process_with_a_clear_error(tmp_path):
+    """Without the agreement, rank 0 would go on into DDP's constructor and wait there for rank 1."""
+    driver = tmp_path / "read_fails.py"
+    driver.write_text(READ_FAILS)
+    t0 = time.monotonic()
+    rank0, rank1 = spawn([str(driver), str(SCRIPT)], local_ranks=(0, 1), timeout=120)
+    assert rank1.returncode == 1 and "OSError: cannot read the MNIST files (simulated)" in rank1.stderr, (
+        rank1.stderr[-3000:])
+    assert rank0.returncode == 1 and ("RuntimeError: reading the 'full' dataset failed on another process"
+                                      in rank0.stderr), rank0.stderr[-3000:]
+    assert time.monotonic() - t0 < 90
