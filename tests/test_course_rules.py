@@ -26,6 +26,7 @@ FIX = "issue 19/20: to be fixed with the chapter's corrections this round"
 KNOWN = {
     "test_split_never_chooses": {},
     "hidden_checks_have_messages": {},
+    "hidden_checks_quote_their_claim": {},
     "sections_run_in_order": {},
     "sections_referenced_through_labels": {},
 }
@@ -86,6 +87,122 @@ def test_hidden_checks_have_messages(path):
             and "remove-cell" in c["metadata"].get("tags", []) for n in ast.walk(code_tree(c))
             if isinstance(n, ast.Assert) and n.msg is None]
     assert not bare, f"{path.name}: {len(bare)} hidden asserts without a message, e.g. {bare[:3]}"
+
+
+# A message names its claim by quoting it: `claim`, optionally a place in parentheses, then the words of the prose
+# in single quotes ("claim (the VAE section) 'about 163 here' failed: ..."); a check that guards no sentence (a
+# stored constant against its data file) starts "consistency: ". An apostrophe inside a word does not end a quote.
+QUOTE = re.compile(r"\bclaim(?: \([^)]*\))? '(?P<quote>(?:[^']|(?<=\w)'(?=\w)){3,}?)'(?!\w)")
+LOOSE_SHARE = 0.6   # of a quote's words of 4+ characters that must occur in the prose, when the quote is not verbatim
+
+
+def message_text(node: ast.expr) -> str | None:
+    """The text of an assert's message, "{}" for each formatted value; None if it is not a string literal."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.JoinedStr):
+        return "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = message_text(node.left), message_text(node.right)
+        return None if left is None or right is None else left + right
+    return None
+
+
+def claim_quote(message: str) -> str | None:
+    """The quoted words of a message that follows the form, "" for a consistency check, None otherwise."""
+    if message.startswith("consistency: "):
+        return ""
+    found = QUOTE.search(message)
+    return found["quote"] if found else None
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words and numbers, markdown and LaTeX markup dropped (`\\times` reads as x, `\\to` as nothing)."""
+    text = re.sub(r"\\(?:times|cdot)(?![a-zA-Z])|×", " x ", text)
+    text = re.sub(r"\\to(?![a-zA-Z])|→", " ", text)
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def stem(word: str) -> str:
+    """A crude stem, so that a quote's "rounds" finds the prose's "rounded"."""
+    for end in ("ing", "ed", "es", "s"):
+        if word.endswith(end) and len(word) - len(end) >= 3:
+            word = word[:-len(end)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def prose_words(path: Path) -> list[str]:
+    """The words a quote may come from: the markdown cells and the visible code cells (comments, printed text)."""
+    return words("\n".join(src(c) for c in cells(path) if c["cell_type"] == "markdown"
+                           or (c["cell_type"] == "code" and "remove-cell" not in c["metadata"].get("tags", []))))
+
+
+def quote_found(quote: str, prose: list[str]) -> str | None:
+    """"strict" when every fragment of the quote (split at "...") is a run of the prose's words, "loose" when at
+    least LOOSE_SHARE of its words of 4+ characters (stemmed) occur in the prose, None otherwise."""
+    fragments = [f for f in (words(part) for part in re.split(r"\.\.\.|…|\{\}", quote)) if f]
+    if all(any(prose[i:i + len(f)] == f for i in range(len(prose) - len(f) + 1)) for f in fragments):
+        return "strict"
+    known = {stem(w) for w in prose}
+    long = [stem(w) for f in fragments for w in f if len(w) >= 4 and re.search("[a-z]", w)]
+    if long:
+        return "loose" if sum(w in known for w in long) >= LOOSE_SHARE * len(long) else None
+    return "loose" if {stem(w) for f in fragments for w in f} <= known else None   # numbers and short words only
+
+
+def hidden_check_messages(path: Path) -> list[tuple[int, str | None, str]]:
+    """(cell index, message text or None, message code) of each assert with a message in a hidden check cell
+    (remove-cell; grade-hidden cells test a learner's answer, not the prose)."""
+    return [(i, message_text(n.msg), ast.unparse(n.msg)) for i, c in enumerate(cells(path))
+            if c["cell_type"] == "code" and "remove-cell" in c["metadata"].get("tags", [])
+            and "grade-hidden" not in c["metadata"]["tags"]
+            for n in ast.walk(code_tree(c)) if isinstance(n, ast.Assert) and n.msg is not None]
+
+
+def unquoted_claims(path: Path) -> list[str]:
+    """The hidden checks whose message does not quote a claim, or quotes words the notebook does not say."""
+    prose, wrong = prose_words(path), []
+    for i, text, code in hidden_check_messages(path):
+        quote = None if text is None else claim_quote(text)
+        if quote is None:
+            wrong.append(f"cell {i}: no claim 'quoted words' (or consistency: ...): {code[:100]}")
+        elif quote and quote_found(quote, prose) is None:
+            wrong.append(f"cell {i}: the prose does not say {quote[:80]!r}")
+    return wrong
+
+
+def test_the_quote_rule_finds_what_it_should(tmp_path):
+    assert claim_quote("claim: parameter count") is None
+    assert claim_quote(message_text(ast.parse('f"claim \'about 0.8 million\' failed: {n}"').body[0].value)) \
+        == "about 0.8 million"
+    assert claim_quote("claim (the VAE section) 'float32's 8 bits' failed") == "float32's 8 bits"
+    assert claim_quote("consistency: OPEN_LOOP differs from the file") == ""
+    prose = words("The model has about **0.8 million** parameters, $16\\times 16$ of them rounded.")
+    assert quote_found("about 0.8 million", prose) == "strict"
+    assert quote_found("has about ... 16 x 16", prose) == "strict"
+    assert quote_found("about 0.8 million parameters, rounds", prose) == "loose"
+    assert quote_found("a sentence nobody wrote", prose) is None
+    nb = tmp_path / "nb.ipynb"
+    hidden = {"remove-cell"}
+    sources = [("markdown", set(), "The model has about 0.8 million parameters."),
+               ("code", hidden, 'assert n == 800_000, "claim: parameter count"'),
+               ("code", hidden, 'assert n == 800_000, f"claim \'about 0.8 million\' failed: {n}"'),
+               ("code", hidden, 'assert n == 800_000, f"claim \'a billion parameters\' failed: {n}"'),
+               ("code", hidden, 'msg = "claim \'about 0.8 million\'"\nassert n == 800_000, msg'),
+               ("code", hidden | {"grade-hidden"}, 'assert n == 800_000, "wrong count"')]
+    nb.write_text(json.dumps({"cells": [{"cell_type": t, "source": s, "metadata": {"tags": sorted(g)}}
+                                        for t, g, s in sources]}))
+    assert [w.split(":")[0] for w in unquoted_claims(nb)] == ["cell 1", "cell 3", "cell 4"]
+
+
+@known("hidden_checks_quote_their_claim")
+def test_hidden_checks_quote_their_claim(path):
+    """Issue 19's rule 3: a hidden check is as tight as its sentence, and its message quotes that sentence:
+    `f"claim 'about 0.8 million' failed: {n}"`, with words the notebook's prose says (verbatim, or at least
+    LOOSE_SHARE of the longer words); a check of a stored constant against its data file says "consistency: "."""
+    wrong = unquoted_claims(path)
+    assert not wrong, f"{path.name}: {len(wrong)} hidden checks do not quote their claim:\n" + "\n".join(wrong[:10])
 
 
 # ---- 2b. A win comes with its error bar ------------------------------------------------------------------------
