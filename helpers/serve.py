@@ -426,14 +426,15 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
         k = knee(rows, slo_ms)
         line, = ax.plot(rates, p99, "o-", label=f"{mode} p99 (knee {k:,.0f} req/s)" if k else f"{mode} p99 (no knee)")
         ax.plot(rates, p50, ":", color=line.get_color(), alpha=0.7)
-        failed += [(r["offered_rps"], line.get_color()) for r in rows if r["p99_ms"] is None]
+        if any(r["p99_ms"] is None for r in rows):
+            failed.append(([r["offered_rps"] for r in rows if r["p99_ms"] is None], line.get_color()))
     ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1, label=f"{slo_ms:g} ms")
-    if failed:
-        top = ax.get_ylim()[1]
-        for i, (rate, color) in enumerate(failed):
-            ax.plot([rate], [top], "x", color=color, markersize=9, clip_on=False,
-                    label="over 1% failed: no p99" if i == 0 else "_nolegend_")
-        ax.set_ylim(top=top)
+    if failed:  # above every measured latency, so that a cross cannot be read as one
+        top = 1.6 * max([slo_ms] + [r[key] for rows in results["results"][fmt].values() for r in rows
+                                    for key in ("p50_ms", "p99_ms") if r[key] is not None])
+        for k, (rates, color) in enumerate(failed):  # one height per mode: no cross hides another
+            ax.plot(rates, [top * 1.5 ** k] * len(rates), "x", color=color, markersize=9, linestyle="none")
+        ax.plot([], [], "x", color="black", linestyle="none", label="over 1% failed: no p99 (mode's colour)")
     ax.set(xscale="log", yscale="log", xlabel="offered load (requests/s, open loop)", ylabel="latency (ms)",
            title=f"{fmt.upper()} requests: p99 (solid) and p50 (dotted)")
     offered = sorted({r["offered_rps"] for rows in results["results"][fmt].values() for r in rows})

@@ -90,29 +90,30 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
     local_rank = int(os.environ.get("LOCAL_RANK", 0))  # unique on this machine
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     device = helpers.get_device(preferred)
-    if device.type == "mps" and world_size > 1:
-        # a Mac has one MPS device, and neither NCCL nor gloo moves MPS tensors
-        raise ValueError(f"--device mps with {world_size} processes: a Mac has one MPS device and no "
-                         "distributed backend for it; run one process, or pass --device cpu")
+    if device.type == "mps" and world_size > 1:  # no backend moves MPS tensors
+        raise ValueError(f"--device mps with {world_size} processes: a Mac has one MPS "
+                         "device and no distributed backend for it; run one process, "
+                         "or pass --device cpu")
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)  # one GPU per process
         torch.cuda.set_device(device)
     if world_size > 1:
-        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors. The timeout bounds
-        # every collective, the first one included: local rank 0's download of --dataset full happens
-        # inside the group (the others wait in an all-reduce), so it is 30 min (NCCL's default is 10).
-        # No device_id=: with it, NCCL can hang at init on some versions (pytorch/pytorch#153960).
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=30))
+        # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors. The
+        # timeout bounds every collective: local rank 0 downloads --dataset full inside
+        # the group (the others wait in an all-reduce), so 30 min (NCCL's default: 10).
+        # No device_id=: NCCL can hang at init with it (pytorch/pytorch#153960).
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, timeout=timedelta(minutes=30))
     return rank, local_rank, world_size, device
 
 
 def agree(error: Exception | None, device: torch.device, what: str) -> None:
-    """Every process reports whether its step failed; if any did, every process stops here.
+    """Every process says whether its step failed; if any did, every process stops.
 
-    A collective waits for all processes. A process that raised on its own would leave the
-    others waiting in their next collective (the broadcast in DDP's constructor, an
-    all-reduce) until the process group's timeout; with this all-reduce of a "failed" flag
-    every process learns the outcome at once. Every process must call it at the same point.
+    A collective waits for all processes. A process that raised on its own would leave
+    the others waiting in their next collective (the broadcast in DDP's constructor, an
+    all-reduce) until the process group's timeout; with this all-reduce of a "failed"
+    flag every process learns the outcome at once. All must call it at the same point.
     """
     failed = torch.tensor([int(error is not None)], device=device)
     if dist.is_initialized():
@@ -120,7 +121,8 @@ def agree(error: Exception | None, device: torch.device, what: str) -> None:
     if error is not None:
         raise error
     if failed.item():
-        raise RuntimeError(f"{what} failed on another process (see its error): stopping")
+        raise RuntimeError(f"{what} failed on another process (see its error): "
+                           "stopping")
 
 
 def load_data(dataset: str, local_rank: int, device: torch.device):
@@ -138,7 +140,8 @@ def load_data(dataset: str, local_rank: int, device: torch.device):
             datasets = helpers.mnist_datasets(dataset)  # downloads when needed
         except Exception as err:  # raised in agree, after the others have been told
             error = err
-    agree(error, device, f"loading the {dataset!r} dataset on local rank 0 of a machine")
+    agree(error, device,
+          f"loading the {dataset!r} dataset on local rank 0 of a machine")
     if datasets is None:
         try:
             datasets = helpers.mnist_datasets(dataset)  # the files local rank 0 wrote

@@ -273,12 +273,12 @@ def test_plot_latency_vs_load_draws_a_line_per_server_and_names_its_knee(tmp_pat
     ax = serve.plot_latency_vs_load(path, "json")
     labels = [text.get_text() for text in ax.get_legend().get_texts()]
     assert labels == ["inline p99 (knee 500 req/s)", "threadpool p99 (knee 1,000 req/s)", "workers2 p99 (no knee)",
-                      "20 ms", "over 1% failed: no p99"]
-    crosses = [line for line in ax.get_lines() if line.get_marker() == "x"]
+                      "20 ms", "over 1% failed: no p99 (mode's colour)"]
+    crosses = [line for line in ax.get_lines() if line.get_marker() == "x" and len(line.get_xdata())]
     # workers2 failed at 500 and 1,000 requests/s: drawn at the top, in workers2's colour, not left out
-    assert [line.get_xdata()[0] for line in crosses] == [500, 1000]
-    assert all(line.get_ydata()[0] == ax.get_ylim()[1] for line in crosses)
-    assert {line.get_color() for line in crosses} == {ax.get_lines()[4].get_color()}
+    assert len(crosses) == 1 and list(crosses[0].get_xdata()) == [500, 1000]
+    assert all(y > 90.0 for y in crosses[0].get_ydata())  # above the largest latency measured
+    assert crosses[0].get_color() == ax.get_lines()[4].get_color()
     assert ax.get_xscale() == "log" and "offered load" in ax.get_xlabel()
     p99_lines = [line for line in ax.get_lines() if line.get_label().endswith(")")]
     assert list(p99_lines[0].get_ydata()) == [3.0, 15.0, 90.0]
