@@ -19,7 +19,7 @@ SCRIPT = ROOT / "benchmarks" / "cnn_recipe.py"
 spec = importlib.util.spec_from_file_location("cnn_recipe", SCRIPT)
 cnn_recipe = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(cnn_recipe)
-Candidate, CHAPTER = cnn_recipe.Candidate, cnn_recipe.CHAPTER
+Candidate, PREVIOUS = cnn_recipe.Candidate, cnn_recipe.PREVIOUS
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def test_smoke_run_reports_the_table_and_the_choice_and_never_touches_the_test_s
     assert accs == sorted(accs, reverse=True)  # most accurate first
     chosen = [r for r in rows if "**chosen**" in r[6]]
     assert len(chosen) == 1 and chosen[0][5] == "yes", rows
-    chapter = [r for r in rows if "chapter's" in r[6]]
+    chapter = [r for r in rows if "previous" in r[6]]
     assert [r[:4] for r in chapter] == [("16", "chapter", "12", "0.01")], rows
     width, augment, epochs, lr = chosen[0][:4]
     assert f"Chosen: width {width}, augmentation {augment}, {epochs} epochs, peak lr {lr}:" in report
@@ -173,11 +173,11 @@ def test_augmented_batches_draw_once_per_chunk_of_16():
 def test_the_grids():
     full, around = cnn_recipe.make_grid("full"), cnn_recipe.make_grid("around")
     assert len(full) == len(set(full)) == 54
-    assert len(around) == 14 and set(around) <= set(full) and CHAPTER in around
+    assert len(around) == 14 and set(around) <= set(full) and PREVIOUS in around
     for c in around:  # one factor at a time around the chapter's recipe (epochs free)
         assert (c.width != 16) + (c.augment != "chapter") + (c.lr != 1e-2) <= 1, c
     assert {(c.epochs, c.lr) for c in around} == {(e, lr) for e in (6, 12) for lr in (3e-3, 1e-2, 3e-2)}
-    assert CHAPTER in cnn_recipe.make_grid("smoke")
+    assert PREVIOUS in cnn_recipe.make_grid("smoke")
 
 
 # ---- the rule ---------------------------------------------------------------------------------------------
@@ -220,11 +220,11 @@ def test_at_equal_cost_the_chapters_settings_win_then_the_higher_mean():
 
 
 def test_the_standard_error_combines_the_validation_images_and_the_seeds():
-    r = cnn_recipe.summarise(CHAPTER, [0.98, 0.97], [1.0, 3.0], n_val=800)
+    r = cnn_recipe.summarise(PREVIOUS, [0.98, 0.97], [1.0, 3.0], n_val=800)
     se_images = math.sqrt(0.975 * 0.025 / 800)
     se_seeds = math.sqrt(((0.98 - 0.975) ** 2 + (0.97 - 0.975) ** 2) / 1) / math.sqrt(2)
     assert math.isclose(r["val_acc"], 0.975) and math.isclose(r["seconds"], 2.0)
     assert math.isclose(r["se_images"], se_images) and math.isclose(r["se_seeds"], se_seeds)
     assert math.isclose(r["se"], math.sqrt(se_images ** 2 + se_seeds ** 2))
-    one = cnn_recipe.summarise(CHAPTER, [0.98], [1.0], n_val=800)
+    one = cnn_recipe.summarise(PREVIOUS, [0.98], [1.0], n_val=800)
     assert math.isnan(one["se_seeds"]) and math.isclose(one["se"], math.sqrt(0.98 * 0.02 / 800))
