@@ -408,8 +408,8 @@ def plot_latency_vs_load(results: dict | str | Path, fmt: str = "json", *, ax=No
     ``results`` is what ``benchmarks/deploy_benchmark.py --json-out`` writes (or its path); ``fmt``
     is ``"json"`` or ``"png"``. The legend names each mode's knee: the highest offered rate up to
     which every measured rate kept p99 within ``slo_ms``. A rate with more than 1% failed requests
-    has no p99: it is drawn as an ``x`` in its mode's colour along the top of the plot (a gap in a
-    line would read as "not measured").
+    has no p99: it is drawn as an ``x`` in its mode's colour above every latency measured for that
+    format, one height per mode (a gap in a line would read as "not measured").
     """
     import matplotlib.pyplot as plt
     if not isinstance(results, dict):

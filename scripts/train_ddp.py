@@ -39,8 +39,11 @@ your site's documentation for its partitions and its network interface):
         --rdzv_id=$SLURM_JOB_ID scripts/train_ddp.py --checkpoint /shared/ckpt.pt
 
 With the c10d rendezvous, ``torchrun --max-restarts=3`` restarts every process of the job when
-one fails (a lost node, a killed process); a restarted run resumes from ``--checkpoint``, so at
-most one epoch is lost. Without ``--checkpoint`` a restart trains from the beginning.
+one fails (a crashed or killed process); a restarted run resumes from ``--checkpoint``, so at
+most one epoch is lost. Without ``--checkpoint`` a restart trains from the beginning. A lost
+*node* is another matter: with ``--nnodes=2`` the restart waits for two nodes again, so it needs
+``--nnodes=MIN:MAX`` (an elastic job) or the scheduler's requeue, and the surviving node may
+notice the loss only at the process group's timeout.
 
 Not used here, worth knowing: ``nn.SyncBatchNorm.convert_sync_batchnorm(model)`` computes BatchNorm
 statistics over the global batch (an all-reduce per BatchNorm layer) instead of per process, and
@@ -101,7 +104,7 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
         # NCCL moves GPU tensors between GPUs directly; gloo works on CPU tensors. The
         # timeout bounds every collective: local rank 0 downloads --dataset full inside
         # the group (the others wait in an all-reduce), so 30 min (NCCL's default: 10).
-        # No device_id=: NCCL can hang at init with it (pytorch/pytorch#153960).
+        # No device_id=: NCCL can hang in collectives with it (pytorch/pytorch#153960).
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend, timeout=timedelta(minutes=30))
     return rank, local_rank, world_size, device
@@ -110,17 +113,19 @@ def setup(preferred: str | None) -> tuple[int, int, int, torch.device]:
 def agree(error: Exception | None, device: torch.device, what: str) -> None:
     """Every process says whether its step failed; if any did, every process stops.
 
-    A collective waits for all processes. A process that raised on its own would leave
-    the others waiting in their next collective (the broadcast in DDP's constructor, an
-    all-reduce) until the process group's timeout; with this all-reduce of a "failed"
-    flag every process learns the outcome at once. All must call it at the same point.
+    A process that raises and exits breaks the group: with gloo the others fail in their
+    next collective with "Connection closed by peer", which names neither the process
+    nor the step; with NCCL they may wait there until the group's timeout. After this
+    all-reduce of a "failed" flag every process stops at once, and the message says
+    which step failed. All processes must call it at the same point.
     """
     failed = torch.tensor([int(error is not None)], device=device)
     if dist.is_initialized():
         dist.all_reduce(failed, op=dist.ReduceOp.MAX)  # 1 if any process failed
+    any_failed = bool(failed.item())  # waits for the all-reduce, on every backend
     if error is not None:
         raise error
-    if failed.item():
+    if any_failed:
         raise RuntimeError(f"{what} failed on another process (see its error): "
                            "stopping")
 

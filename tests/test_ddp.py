@@ -368,7 +368,8 @@ train_ddp.main(["--dataset", "full", "--device", "cpu", "--threads", "1", "--epo
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_a_rank_that_cannot_read_the_data_stops_every_process_with_a_clear_error(tmp_path):
-    """Without the agreement, rank 0 would go on into DDP's constructor and wait there for rank 1."""
+    """Without the agreement, rank 0 would reach its next collective (should_resume's broadcast) and fail
+    there with gloo's "Connection closed by peer", which names neither the process nor the step."""
     driver = tmp_path / "read_fails.py"
     driver.write_text(READ_FAILS)
     t0 = time.monotonic()
@@ -378,3 +379,35 @@ def test_a_rank_that_cannot_read_the_data_stops_every_process_with_a_clear_error
     assert rank0.returncode == 1 and ("RuntimeError: reading the 'full' dataset failed on another process"
                                       in rank0.stderr), rank0.stderr[-3000:]
     assert time.monotonic() - t0 < 90
+    assert "Connection closed" not in rank0.stderr, rank0.stderr[-3000:]
+
+
+# A driver for the next test: rank 0 resumes (its checkpoint read is faked), rank 1 cannot see the file.
+CKPT_MISSING = r'''
+import importlib.util, os, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("train_ddp", sys.argv[1])
+train_ddp = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(train_ddp)
+rank0 = os.environ["RANK"] == "0"
+ckpt = Path(sys.argv[2]) / ("ckpt.pt" if rank0 else "elsewhere" / Path("ckpt.pt"))
+if rank0:
+    ckpt.write_bytes(b"x")
+train_ddp.should_resume = lambda checkpoint, device: True  # rank 0's decision, as broadcast
+train_ddp.helpers.load_checkpoint = lambda *args, **kwargs: {
+    "history": train_ddp.helpers.History().to_dict(), "epoch": 0}
+train_ddp.main(["--dataset", "embedded", "--device", "cpu", "--threads", "1", "--epochs", "1",
+                "--train-examples", "256", "--checkpoint", str(ckpt)])
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_rank_that_cannot_see_the_checkpoint_stops_every_process_with_a_clear_error(tmp_path):
+    driver = tmp_path / "ckpt_missing.py"
+    driver.write_text(CKPT_MISSING)
+    rank0, rank1 = spawn([str(driver), str(SCRIPT), str(tmp_path)], local_ranks=(0, 1), timeout=120)
+    assert rank1.returncode == 1 and "which this process cannot see" in rank1.stderr, rank1.stderr[-3000:]
+    assert rank0.returncode == 1 and "RuntimeError: reading the checkpoint" in rank0.stderr \
+        and "failed on another process" in rank0.stderr, rank0.stderr[-3000:]
+    assert "Connection closed" not in rank0.stderr, rank0.stderr[-3000:]
