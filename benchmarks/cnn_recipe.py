@@ -63,9 +63,7 @@ CPU only; ``--threads`` sets torch's thread count (default: torch's own).
 from __future__ import annotations
 
 import argparse
-import datetime
 import math
-import platform
 import statistics
 import sys
 import time
@@ -83,7 +81,7 @@ import helpers
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # imported by path (a test), not run as a script
     sys.path.insert(0, str(HERE))
-from report import Report, cpu_name, markdown_table  # noqa: E402  (benchmarks/report.py)
+from report import Report, cpu_name, machine_lines, markdown_table  # noqa: E402  (benchmarks/report.py)
 
 # The chapter's fixed settings (notebooks/05_cnn.ipynb, parameters cell and sections 5.4-5.6)
 SPLIT_SEED = 0          # the chapter's `seed`: helpers.mnist_loaders(..., seed=seed, val_fraction=0.2)
@@ -308,15 +306,8 @@ def duration(seconds: float) -> str:
 
 
 def machine() -> list[str]:
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "unknown"
-    return [f"- device: cpu ({cpu_name()}), {torch.get_num_threads()} torch threads",
-            f"- load average before the sweep (1, 5, 15 min): {load}",
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- torch {torch.__version__}, Python {platform.python_version()}"]
+    return machine_lines(f"cpu ({cpu_name()})", torch.get_num_threads(), torch.__version__,
+                         when="before the sweep")
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -6,6 +6,7 @@ The scripts run as ``python benchmarks/NAME.py``, so this folder is first on ``s
 """
 from __future__ import annotations
 
+import datetime
 import platform
 from pathlib import Path
 
@@ -45,3 +46,16 @@ class Report:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(text)
         return text
+
+
+def machine_lines(device: str, threads: int, torch_version: str, when: str = "at the start") -> list[str]:
+    """A report's machine lines: the device, torch's threads, the load average ``when``, date, versions."""
+    try:
+        with open("/proc/loadavg") as f:
+            load = " ".join(f.read().split()[:3])
+    except OSError:
+        load = "unknown"
+    return [f"- device: {device}, {threads} torch threads",
+            f"- load average {when} (1, 5, 15 min): {load}",
+            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
+            f"- torch {torch_version}, Python {platform.python_version()}"]

@@ -42,12 +42,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import datetime
 import importlib.util
 import itertools
 import math
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -66,7 +64,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 if str(HERE) not in sys.path:  # imported by path (a test), not run as a script
     sys.path.insert(0, str(HERE))
-from report import Report, cpu_name, markdown_table  # noqa: E402  (benchmarks/report.py)
+from report import Report, cpu_name, machine_lines, markdown_table  # noqa: E402  (benchmarks/report.py)
 
 STAGES = ("naive", "in-memory", "no-sync", "channels-last", "fused-adamw", "batch-256", "compiled")
 # helpers.data's normalisation (the mean and std of the 60k MNIST training pixels): that module needs NumPy
@@ -495,15 +493,7 @@ def machine(device: torch.device) -> list[str]:
         what = f"{props.name}, {props.total_memory / 2**30:.0f} GiB, CUDA {torch.version.cuda}"
     else:
         what = cpu_name()
-    try:
-        with open("/proc/loadavg") as f:
-            load = " ".join(f.read().split()[:3])
-    except OSError:
-        load = "unknown"
-    return [f"- device: {device} ({what}), {torch.get_num_threads()} torch threads",
-            f"- load average at the start (1, 5, 15 min): {load}",
-            f"- date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC",
-            f"- torch {torch.__version__}, Python {platform.python_version()}"]
+    return machine_lines(f"{device} ({what})", torch.get_num_threads(), torch.__version__)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

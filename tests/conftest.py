@@ -114,3 +114,12 @@ def pytest_collection_modifyitems(config, items):
         if item.nodeid.endswith(".ipynb") or ".ipynb::" in item.nodeid:
             item.add_marker(pytest.mark.notebook)
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def threads():
+    """A script's main() sets torch's thread count for the whole process: give it back."""
+    import torch
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)

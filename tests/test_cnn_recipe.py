@@ -23,14 +23,6 @@ Candidate, PREVIOUS = cnn_recipe.Candidate, cnn_recipe.PREVIOUS
 
 
 @pytest.fixture
-def threads():
-    """main() sets torch's thread count for the whole process: give it back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def no_test_split(monkeypatch):
     """Make every way to the test split fail loudly; return what was read from the cache file and evaluated."""
     helpers.load_mnist_arrays("embedded")  # the cache file exists before the guards go up

@@ -25,14 +25,6 @@ spec.loader.exec_module(speedrun)
 
 
 @pytest.fixture
-def threads():
-    """main() sets torch's thread count for the whole process: give it back."""
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
 def eager_compile(monkeypatch):
     """torch.compile with the "eager" backend: dynamo traces, guards and counts graphs as with inductor, but
     generates no code, so a test sees every compilation and recompilation in seconds."""
