@@ -4,7 +4,8 @@
                                   [--smoke] [--out _build/assignments]
     python scripts/assignment.py grade _build/assignments/05_cnn SUBMISSIONS/ [--roster roster.csv]
                                   [--out grades/] [--timeout 600] [--memory-gb 6]
-    python scripts/assignment.py editions [--check]      # rewrite (or check) assignments/*.ipynb
+    python scripts/assignment.py editions [--check]      # rewrite (or check) assignments/*.ipynb and
+                                                         # assignments/zh/*.ipynb (the Chinese edition)
 
 **One source.** A chapter's graded exercise carries `"grade": {"points": P}` (or `{"points": P,
 "manual": true}` for prose) in its `{exercise}` cell's metadata. Inside its gated solution:
@@ -191,19 +192,47 @@ def hidden_sources(nb: dict, qs: list[dict]) -> dict[str, str]:
     return {q["id"]: "\n\n".join(source(nb["cells"][h]) for h in q["hidden"]) for q in qs if not q["manual"]}
 
 
-def points(q: dict) -> str:
-    return f"{q['points']:g} point" + ("" if q["points"] == 1 else "s")
-
-
 def md(text: str, **metadata) -> dict:
     return {"cell_type": "markdown", "id": metadata.pop("id"), "metadata": metadata,
             "source": text.splitlines(keepends=True)}
 
 
-def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, reference: bool = False) -> dict:
+NOTES = {  # the words the student notebook adds itself; the chapter's prose comes from the catalogs
+    "en": {"manual": "**Your answer to exercise {n} ({id})** ({points}, read by your instructor): replace this line.",
+           "graded": "**Graded: exercise {n} ({id})** ({points}). Replace each `...` in the cell below, run it, "
+                     "then run the check cell after it: it records your answer and says what is wrong with its "
+                     "form. What the check cell records is graded; a question the exercise asks in words is for "
+                     "you (and your instructor).",
+           "stamp": "*Assignment: chapter {chapter}, version {version}.* Work the graded exercises (each says "
+                    "**Graded**), run the notebook from top to bottom, and hand in this file. Do not change the "
+                    "parameters cell: the grader runs the notebook with its own.",
+           "point": "{p:g} point", "points": "{p:g} points"},
+    "zh": {"manual": "**你对练习 {n}（{id}）的回答**（{points}，由教师阅读）：请替换这一行。",
+           "graded": "**评分（Graded）：练习 {n}（{id}）**（{points}）。把下面单元格中的每个 `...` 换成你的代码并运行，"
+                     "然后运行它后面的检查单元格：检查单元格记录你的答案，并指出答案在形式上的问题。"
+                     "评分只看检查单元格记录的内容；练习中用文字提出的问题留给你（和你的教师）思考。",
+           "stamp": "*作业：{chapter} 章，版本 {version}。* 完成标有 **评分（Graded）** 的练习，从头到尾运行"
+                    "这个笔记本，然后提交这个文件。不要修改参数单元格：评分程序会用它自己的参数运行笔记本。",
+           "point": "{p:g} 分", "points": "{p:g} 分"},
+}
+
+
+def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, reference: bool = False,
+                     language: str = "en") -> dict:
     """The chapter for the learner (or, with `reference`, the chapter's own solutions in its place):
-    graded exercises with their work and answer cells, every other solution and hidden test gone."""
+    graded exercises with their work and answer cells, every other solution and hidden test gone.
+    With `language="zh"` its prose is Chinese (the catalogs in locale/, scripts/i18n.py); its cells,
+    their metadata and the check cells' messages are the English edition's, so one bundle grades both."""
     import notebook_editions as editions
+
+    words = NOTES[language]
+    if language != "en":
+        import i18n
+
+        nb = i18n.translate_notebook(nb, chapter_path(chapter))
+
+    def points(q: dict) -> str:
+        return words["point" if q["points"] == 1 else "points"].format(p=q["points"])
 
     cells = nb["cells"]
     keep: dict[int, dict] = {}
@@ -239,27 +268,18 @@ def student_notebook(nb: dict, qs: list[dict], *, chapter: str, stamp: dict, ref
         out.append(copy.deepcopy(cell))
         q = next((q for q in qs if q["exercise"] == i), None)
         if q is not None:
+            fields = {"n": numbers.get(q["id"], ""), "id": q["id"], "points": points(q)}
             if q["manual"]:
-                out.append(md(f"**Your answer to exercise {numbers.get(q['id'], '')} ({q['id']})** "
-                              f"({points(q)}, read by your "
-                              "instructor): replace this line.",
+                out.append(md(words["manual"].format(**fields),
                               id=f"grade-manual-{q['id']}"[:64], grade={"question": q["id"], "role": "manual"}))
             else:
-                out.append(md(f"**Graded: exercise {numbers.get(q['id'], '')} ({q['id']})** "
-                              f"({points(q)}). Replace each `...` in the "
-                              "cell below, run it, then run the check cell after it: it records your answer "
-                              "and says what is wrong with its form. What the check cell records is graded; "
-                              "a question the exercise asks in words is for you (and your instructor).",
-                              id=f"grade-note-{q['id']}"[:64]))
+                out.append(md(words["graded"].format(**fields), id=f"grade-note-{q['id']}"[:64]))
     student = copy.deepcopy(nb)
     student["cells"] = editions.student_edition({"cells": out})["cells"]  # the other exercises' solutions
     # plain Markdown, as the Colab edition: the learner may open it where MyST is not rendered
-    student["cells"] = editions.colab_edition({"cells": student["cells"]}, str(int(chapter[:2])))["cells"]
-    student["cells"].insert(0, md(
-        f"*Assignment: chapter {chapter}, version {stamp['version']}.* Work the graded exercises "
-        "(each says **Graded**), run the notebook from top to bottom, and hand in this file. Do not "
-        "change the parameters cell: the grader runs the notebook with its own.",
-        id="assignment-stamp"))
+    student["cells"] = editions.colab_edition({"cells": student["cells"]}, str(int(chapter[:2])), language)["cells"]
+    student["cells"].insert(0, md(words["stamp"].format(chapter=chapter, version=stamp["version"]),
+                                  id="assignment-stamp"))
     student["metadata"]["course_assignment"] = stamp
     return student
 
@@ -339,19 +359,22 @@ def editions(check: bool) -> int:
             continue
         params = parameters(nb)
         stamp = {"chapter": chapter.stem, "version": version(nb, qs, chapter.stem, params), "params": params}
-        text = dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp))
-        target = EDITIONS_DIR / chapter.name
-        wanted.add(target.name)
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
-            stale.append(target.name)
-            if not check:
-                target.write_text(text, encoding="utf-8")
-    extra = sorted(p.name for p in EDITIONS_DIR.glob("*.ipynb") if p.name not in wanted)
+        for language, folder in (("en", EDITIONS_DIR), ("zh", EDITIONS_DIR / "zh")):
+            text = dump(student_notebook(nb, qs, chapter=chapter.stem, stamp=stamp, language=language))
+            target = folder / chapter.name
+            wanted.add(target)
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                stale.append(str(target.relative_to(EDITIONS_DIR)))
+                if not check:
+                    folder.mkdir(exist_ok=True)
+                    target.write_text(text, encoding="utf-8")
+    extra = sorted(p for p in EDITIONS_DIR.rglob("*.ipynb") if p not in wanted)
     if check and (stale or extra):
-        print("stale assignment editions (run: python scripts/assignment.py editions):", stale + extra)
+        print("stale assignment editions (run: python scripts/assignment.py editions):",
+              stale + [str(p.relative_to(EDITIONS_DIR)) for p in extra])
         return 1
-    for name in extra if not check else []:
-        (EDITIONS_DIR / name).unlink()
+    for path in extra if not check else []:
+        path.unlink()
     return 0
 
 

@@ -6,6 +6,8 @@
     .venv/bin/python scripts/i18n.py check FILE.po # the same for one catalog (translators' loop)
     .venv/bin/python scripts/i18n.py stats         # messages per catalog
     .venv/bin/python scripts/i18n.py config        # write _build/_config.zh.yml (the Chinese site's config)
+    .venv/bin/python scripts/i18n.py build [HTML]  # build the Chinese site into HTML/zh (default _build/html/zh),
+                                                   # warnings as errors, after the English one
 
 The English text is the source. Sphinx's gettext builder (`jupyter-book build --builder custom
 --custom-builder gettext`) extracts every paragraph, heading, list item and table cell of the book's
@@ -53,6 +55,22 @@ def zh_config(out: Path = ROOT / "_build" / "_config.zh.yml") -> Path:
     return out
 
 
+def build_zh(html: Path, work: Path | None = None) -> subprocess.CompletedProcess:
+    """Build the Chinese site (warnings are errors, internal references checked) and put it at html/zh,
+    next to the English site in html. Returns the finished jupyter-book process."""
+    work = work or ROOT / "_build" / "zh"
+    config = zh_config(work / "_config.zh.yml")
+    proc = subprocess.run([str(VENV_BIN / "jupyter-book"), "build", str(ROOT), "--config", str(config),
+                           "--path-output", str(work), "-W", "-n", "--keep-going"],
+                          capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode == 0:
+        target = html / "zh"
+        if target.exists():
+            shutil.rmtree(target)
+        shutil.copytree(work / "_build" / "html", target)
+    return proc
+
+
 # --------------------------------------------------------------------------------------------- extract
 def alt_texts(notebook: Path) -> list[tuple[int, str]]:
     """(cell index, alt text) of every figure in a notebook."""
@@ -80,25 +98,33 @@ def _repo_path(path: str) -> str:
     return path
 
 
-def extract() -> None:
-    if POT_DIR.exists():
-        shutil.rmtree(POT_DIR)
+def extract_pot(pot_dir: Path = POT_DIR) -> list[Path]:
+    """The English messages: Sphinx's gettext build of the book, plus the figures' alt text, into pot_dir."""
+    if pot_dir.exists():
+        shutil.rmtree(pot_dir)
+    work = pot_dir.parent / (pot_dir.name + "-build")
     subprocess.run([str(VENV_BIN / "jupyter-book"), "build", str(ROOT), "--builder", "custom",
-                    "--custom-builder", "gettext", "--path-output", str(ROOT / "_build" / "gettext-build"),
-                    "--quiet"], check=True, cwd=ROOT)
-    shutil.move(str(ROOT / "_build" / "gettext-build" / "_build" / "gettext"), str(POT_DIR))
-    shutil.rmtree(ROOT / "_build" / "gettext-build")
-    for pot in sorted(POT_DIR.rglob("*.pot")):
+                    "--custom-builder", "gettext", "--path-output", str(work), "--quiet"],
+                   check=True, cwd=ROOT, capture_output=True, text=True)
+    shutil.move(str(work / "_build" / "gettext"), str(pot_dir))
+    shutil.rmtree(work)
+    pots = sorted(pot_dir.rglob("*.pot"))
+    for pot in pots:
         with pot.open("rb") as f:
             catalog = read_po(f)
         relative_locations(catalog)
-        source = ROOT / pot.relative_to(POT_DIR).with_suffix(".ipynb")
+        source = ROOT / pot.relative_to(pot_dir).with_suffix(".ipynb")
         if source.exists():
             rel = source.relative_to(ROOT).as_posix()
             for cell, alt in alt_texts(source):
                 catalog.add(alt, locations=[(rel, cell * 10000)], auto_comments=["alt text of a figure"])
         with pot.open("wb") as f:
             write_po(f, catalog, width=0, omit_header=False)
+    return pots
+
+
+def extract() -> None:
+    extract_pot()
     subprocess.run([str(VENV_BIN / "sphinx-intl"), "update", "-p", str(POT_DIR), "-l", LANG, "-d", str(LOCALE),
                     "-w", "0"], check=True, cwd=ROOT)
     print(f"== catalogs updated in {PO_DIR.relative_to(ROOT)}; now translate what `{LIST_COMMAND}` lists")
@@ -238,7 +264,8 @@ def translate_notebook(nb: dict, notebook: Path) -> dict:
     import copy
     table = load_catalog(notebook)
     nb = copy.deepcopy(nb)
-    missing = []
+    same = {k for k, v in table.items() if k == v}  # code, names, formulas: nothing to replace
+    missing, used = [], set(same)
     for cell in nb["cells"]:
         alt = cell.get("metadata", {}).get("mystnb", {}).get("image", {}).get("alt")
         if alt:
@@ -246,18 +273,21 @@ def translate_notebook(nb: dict, notebook: Path) -> dict:
                 missing.append(alt)
             else:
                 cell["metadata"]["mystnb"]["image"]["alt"] = table[alt]
+                used.add(alt)
         if cell["cell_type"] != "markdown":
             continue
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        out = _translate_markdown(text, table, missing)
+        out = _translate_markdown(text, {k: v for k, v in table.items() if k not in same}, used)
         cell["source"] = out.splitlines(keepends=True)
+    missing += [k for k in table if k not in used]
     if missing:
-        raise SystemExit(f"{notebook.relative_to(ROOT)}: {len(missing)} messages have no translation, e.g. "
-                         f"{missing[0][:80]!r}; run {LIST_COMMAND}")
+        raise SystemExit(f"{notebook.relative_to(ROOT)}: {len(missing)} messages are untranslated or not found "
+                         f"in the notebook, e.g. {missing[0][:80]!r}; run scripts/i18n.py extract, then "
+                         f"{LIST_COMMAND}")
     return nb
 
 
-def _translate_markdown(text: str, table: dict[str, str], missing: list[str]) -> str:
+def _translate_markdown(text: str, table: dict[str, str], used: set[str]) -> str:
     """Replace each block of a Markdown cell (heading, paragraph, list item, table cell, directive title)
     by its translation. Blocks are matched longest message first, so a short message inside a longer
     one is not replaced on its own."""
@@ -269,6 +299,7 @@ def _translate_markdown(text: str, table: dict[str, str], missing: list[str]) ->
             if not _whole(text, m.start(), m.end()):
                 continue
             spans.append((m.start(), m.end(), table[msgid]))
+            used.add(msgid)
     for start, end, string in sorted(spans, reverse=True):
         text = text[:start] + string + text[end:]
     return text
@@ -279,13 +310,14 @@ def _whole(text: str, start: int, end: int) -> bool:
     bar) and ends one (or a table cell)."""
     before = text[text.rfind("\n", 0, start) + 1:start]
     after = text[end:text.find("\n", end) if "\n" in text[end:] else len(text)]
-    return re.fullmatch(r"\s*(?:[-*+>]\s+|\d+[.)]\s+|#{1,6}\s+|\|\s*|.*\|\s*|:{3,}\{[\w-]+\}\s*|`{3,}\{[\w-]+\}\s*)*",
-                        before) is not None and re.fullmatch(r"\s*(?:\|.*)?", after) is not None
+    return re.fullmatch(r"\s*(?:[-*+>]\s+|\d+[.)]\s+|#{1,6}\s+|\|\s*|.*\|\s*|:{3,}\{[\w-]+\}\s*|`{3,}\{[\w-]+\}\s*"
+                        r"|\$\$\s*)*", before) is not None \
+        and re.fullmatch(r"\s*(?:\|.*|\$\$.*)?", after) is not None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["extract", "check", "stats", "config"])
+    parser.add_argument("command", choices=["extract", "check", "stats", "config", "build"])
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.command == "extract":
@@ -296,6 +328,15 @@ def main(argv: list[str] | None = None) -> int:
         stats()
     elif args.command == "config":
         print(zh_config())
+    elif args.command == "build":
+        html = args.files[0] if args.files else ROOT / "_build" / "html"
+        proc = build_zh(html.resolve())
+        if proc.returncode:
+            print(proc.stdout[-6000:], proc.stderr[-6000:], sep="\n")
+            print("== the Chinese site did not build; an untranslated or broken message? "
+                  f"run {LIST_COMMAND}")
+            return proc.returncode
+        print(f"== the Chinese site is in {html / 'zh'}")
     return 0
 
 

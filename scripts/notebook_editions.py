@@ -1,14 +1,16 @@
 """The editions of the course's notebooks, generated from the sources in notebooks/ and book/, never by hand.
 
-    .venv/bin/python scripts/notebook_editions.py colab            # rewrite colab/*.ipynb
-    .venv/bin/python scripts/notebook_editions.py colab --check    # exit 1 if colab/ is stale
+    .venv/bin/python scripts/notebook_editions.py colab            # rewrite colab/*.ipynb and colab/zh/*.ipynb
+    .venv/bin/python scripts/notebook_editions.py colab --check    # exit 1 if colab/ or colab/zh/ is stale
     .venv/bin/python scripts/notebook_editions.py student DIR      # copies without any solution
 
 - The **Colab edition** (`colab/`, committed; the site's launch button and "download .ipynb" give it)
   reads well where MyST directives do not render (Colab, plain Jupyter): exercises become numbered
   bold paragraphs, a text solution a collapsed HTML `<details>` block, and an executed solution's code
   cells start collapsed (Colab's form view with a title, JupyterLab's `source_hidden`). No directive
-  syntax (```` ```{ ````, `:label:`, `:class:`) is left.
+  syntax (```` ```{ ````, `:label:`, `:class:`) is left. `colab/zh/` is the same in Chinese: each
+  Markdown cell's prose and each figure's alt text replaced by its translation from the catalogs
+  (`locale/zh_CN`, scripts/i18n.py), code, comments and outputs unchanged.
 - The **student edition** drops every solution, text and executed ("gated") alike, with their outputs.
   sphinx-exercise's `hide_solutions` cannot do that: it crashes on gated solutions.
 """
@@ -119,8 +121,25 @@ def _plain_markdown(text: str, labels: dict[str, str]) -> str:
     return text
 
 
-def colab_edition(nb: dict, chapter: str) -> dict:
-    """A copy of ``nb`` that reads well without MyST: see the module docstring."""
+# The words the Colab edition adds itself, per language (the Chinese edition's prose comes from the
+# catalogs in locale/, scripts/i18n.py)
+WORDS = {
+    "en": {"exercise": "exercise {n}", "Exercise": "Exercise {n}.", "Solution": "Solution",
+           "Solution to": "Solution to {name}", "the exercise": "the exercise",
+           "collapsed": "the code cells below start collapsed; open them to see the code.",
+           "checks": "A check of the text's claims", "double-click": "(double-click to show the code)"},
+    "zh": {"exercise": "练习 {n}", "Exercise": "练习 {n}", "Solution": "参考答案",
+           "Solution to": "{name}的参考答案", "the exercise": "本练习",
+           "collapsed": "下面的代码单元格默认折叠，展开即可查看代码。",
+           "checks": "对正文论断的检查", "double-click": "（双击显示代码）"},
+}
+
+
+def colab_edition(nb: dict, chapter: str, language: str = "en") -> dict:
+    """A copy of ``nb`` that reads well without MyST: see the module docstring. With ``language="zh"``
+    the notebook's prose must already be translated (scripts/i18n.py translate_notebook); the words this
+    function adds are then Chinese too."""
+    words = WORDS[language]
     nb = copy.deepcopy(nb)
     nb["cells"] = without_hidden_tests(nb["cells"])
     labels, count = {}, 0
@@ -130,28 +149,31 @@ def colab_edition(nb: dict, chapter: str) -> dict:
                 count += 1
                 options, _ = split_options(m.group("body"))
                 if "label" in options:
-                    labels[options["label"]] = f"exercise {chapter}.{count}"
+                    labels[options["label"]] = words["exercise"].format(n=f"{chapter}.{count}")
 
     def exercise(m: re.Match) -> str:
         options, body = split_options(m.group("body"))
-        name = labels.get(options.get("label", ""), "exercise")
-        return f"**{name[0].upper() + name[1:]}.** {body}\n"
+        name = labels.get(options.get("label", ""), words["exercise"].format(n="").strip())
+        if language == "en":
+            return f"**{name[0].upper() + name[1:]}.** {body}\n"
+        return f"**{name}** {body}\n"
 
     def text_solution(m: re.Match) -> str:
         _, body = split_options(m.group("body"))
-        return f"<details>\n<summary>Solution</summary>\n\n{body}\n\n</details>\n"
+        return f"<details>\n<summary>{words['Solution']}</summary>\n\n{body}\n\n</details>\n"
 
-    cells, in_gated, title = [], False, "Solution"
+    cells, in_gated, title = [], False, words["Solution"]
     for cell in nb["cells"]:
         if cell["cell_type"] == "markdown":
             text = source(cell)
             if (m := SOLUTION_START.search(text)):
                 label = re.search(r"\{solution-start\}[ \t]*([\w-]+)", text)
-                title = "Solution to " + labels.get(label.group(1), "the exercise") if label else "Solution"
+                title = (words["Solution to"].format(name=labels.get(label.group(1), words["the exercise"]))
+                         if label else words["Solution"])
                 _, body = split_options(m.group("body"))
                 prose = (body + "\n" + SOLUTION_START.sub("", text)).strip()
                 text = (f"<details>\n<summary>{title}</summary>\n\n{prose}\n\n</details>\n\n"
-                        f"*{title}: the code cells below start collapsed; open them to see the code.*")
+                        f"*{title}{'：' if language == 'zh' else ': '}{words['collapsed']}*")
                 in_gated = True
             elif SOLUTION_END.search(text):
                 in_gated = False
@@ -161,18 +183,22 @@ def colab_edition(nb: dict, chapter: str) -> dict:
             text = EXERCISE.sub(exercise, text)
             text = re.sub(FENCE + r"\{solution\}[^\n]*\n(?P<body>.*?)\n(?P=fence)[ \t]*(?:\n|$)",
                           text_solution, text, flags=re.S)
-            set_source(cell, _plain_markdown(text, labels))
+            text = _plain_markdown(text, labels)
+            if language != "en":  # colab/zh/ is one folder deeper than colab/: the same files
+                text = re.sub(r"\]\(\.\./", "](../../", text)
+            set_source(cell, text)
         elif cell["cell_type"] == "code":
             tags = cell.get("metadata", {}).get("tags", [])
             hidden = "remove-cell" in tags or "remove-input" in tags
             if in_gated or hidden:
-                heading = title if in_gated and not hidden else "A check of the text's claims"
+                heading = title if in_gated and not hidden else words["checks"]
                 meta = cell.setdefault("metadata", {})
                 meta["cellView"] = "form"  # Colab: show the title, hide the code until opened
                 meta.setdefault("jupyter", {}).update({"source_hidden": True})
                 if in_gated:
                     meta["jupyter"]["outputs_hidden"] = True
-                set_source(cell, f"#@title {heading} (double-click to show the code)\n" + source(cell))
+                space = " " if language == "en" else ""
+                set_source(cell, f"#@title {heading}{space}{words['double-click']}\n" + source(cell))
         cells.append(cell)
     nb["cells"] = cells
     return nb
@@ -183,8 +209,15 @@ def chapter_notebooks() -> list[Path]:
 
 
 def colab_files() -> dict[Path, str]:
-    """colab/NAME.ipynb -> its generated text, for every chapter."""
-    return {COLAB_DIR / p.name: dump(colab_edition(load(p), str(int(p.name[:2])))) for p in chapter_notebooks()}
+    """colab/NAME.ipynb and colab/zh/NAME.ipynb -> their generated text, for every chapter."""
+    import i18n  # scripts/i18n.py: the Chinese catalogs
+
+    files = {}
+    for p in chapter_notebooks():
+        chapter = str(int(p.name[:2]))
+        files[COLAB_DIR / p.name] = dump(colab_edition(load(p), chapter))
+        files[COLAB_DIR / "zh" / p.name] = dump(colab_edition(i18n.translate_notebook(load(p), p), chapter, "zh"))
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,15 +231,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.edition == "colab":
         files = colab_files()
         if args.check:
-            stale = [p.name for p, text in files.items() if not p.exists() or p.read_text(encoding="utf-8") != text]
-            extra = sorted({p.name for p in COLAB_DIR.glob("*.ipynb")} - {p.name for p in files})
+            stale = [str(p.relative_to(COLAB_DIR)) for p, text in files.items()
+                     if not p.exists() or p.read_text(encoding="utf-8") != text]
+            extra = sorted({p for p in COLAB_DIR.rglob("*.ipynb")} - set(files))
+            extra = [str(p.relative_to(COLAB_DIR)) for p in extra]
             if stale or extra:
                 print(f"colab/ is stale ({', '.join(stale + extra)}): run "
                       ".venv/bin/python scripts/notebook_editions.py colab", file=sys.stderr)
                 return 1
             return 0
-        COLAB_DIR.mkdir(exist_ok=True)
-        for p in COLAB_DIR.glob("*.ipynb"):
+        (COLAB_DIR / "zh").mkdir(parents=True, exist_ok=True)
+        for p in COLAB_DIR.rglob("*.ipynb"):
             if p not in files:
                 p.unlink()
         for path, text in files.items():

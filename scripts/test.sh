@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Set up what the tests need, then run all of them: ruff, unit tests, nbval over every notebook,
-# papermill runs, the book build and the headless-browser tests.
+# papermill runs, the book build (English and Chinese) and the headless-browser tests.
 # Usage: bash scripts/test.sh [extra pytest arguments]
 #        bash scripts/test.sh -m "not slow"     # the contributors' fast loop (no notebooks, builds, browsers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-if [ ! -x /usr/bin/chromium ]; then
-  echo "== installing Debian's chromium for the browser tests"
+if [ ! -x /usr/bin/chromium ] || ! fc-list :lang=zh 2>/dev/null | grep -q .; then
+  echo "== installing Debian's chromium and a Chinese font (fonts-noto-cjk) for the browser tests"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
 fi
 if [ ! -f node_modules/axe-core/axe.min.js ]; then
   echo "== installing axe-core (package-lock.json) for the accessibility tests"

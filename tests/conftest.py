@@ -86,9 +86,15 @@ def build_book(out: Path, *extra: str) -> tuple[subprocess.CompletedProcess, Pat
 
 @pytest.fixture(scope="session")
 def site(tmp_path_factory) -> Path:
-    """The built site (session-wide: the book test and the browser tests share one build)."""
+    """The built site, English in html/ and Chinese in html/zh/ (session-wide: the book test and the
+    browser tests share one build)."""
     proc, html = build_book(tmp_path_factory.mktemp("site"))
     assert proc.returncode == 0, f"jupyter-book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    import i18n  # scripts/i18n.py: the Chinese site, built as scripts/build-site.sh does, into html/zh
+
+    proc = i18n.build_zh(html, tmp_path_factory.mktemp("site-zh"))
+    assert proc.returncode == 0, (f"the Chinese site's build failed (run .venv/bin/python scripts/i18n.py check):"
+                                  f"\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return html
 
 

@@ -68,3 +68,68 @@ def test_chapters_offer_their_assignment_and_no_page_holds_a_hidden_test(site):
             text = path.read_text(encoding="utf-8", errors="replace")
             found = [line for line in hidden if line in text]
             assert not found, f"a hidden test in {path}: {found[0]}"
+
+
+# ------------------------------------------------------------------------------------ the Chinese site
+CJK = re.compile(r"[\u3400-\u9fff]")
+
+
+def _article(html: str) -> str:
+    """The page's article text without code blocks, inline code and tags."""
+    body = re.search(r"<article.*?</article>", html, re.S).group(0)
+    body = re.sub(r"<(pre|code|script|style)\b.*?</\1>", " ", body, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", body)
+
+
+def test_every_page_exists_in_chinese_with_its_title_and_navigation_translated(site):
+    for page in toc_pages():
+        html = (site / "zh" / f"{page}.html").read_text(encoding="utf-8")
+        assert re.search(r'<html[^>]+lang="zh-CN"', html), page
+        h1 = re.sub(r"<[^>]+>", "", re.search(r"<h1[^>]*>(.*?)</h1>", html, re.S).group(1))
+        title = re.search(r"<title>(.*?)</title>", html, re.S).group(1)
+        assert CJK.search(h1) and CJK.search(title), f"{page}: title not translated ({h1!r}, {title!r})"
+        captions = re.findall(r'class="caption-text">([^<]*)<', html)
+        assert captions and all(CJK.search(c) for c in captions), f"{page}: navigation {captions}"
+        text = _article(html)
+        assert len(CJK.findall(text)) > 200, f"{page}: little Chinese in the article"
+
+
+def test_no_page_shows_raw_markdown_or_myst(site):
+    """A translation that breaks its markup shows up as literal asterisks or roles: none on any page."""
+    for edition in ("", "zh/"):
+        for page in toc_pages():
+            text = _article((site / f"{edition}{page}.html").read_text(encoding="utf-8"))
+            raw = re.findall(r".{0,30}(?:\*\*|\{(?:numref|ref|doc|term)\}`).{0,30}", text)
+            assert not raw, f"{edition}{page}: raw markup {raw[:3]}"
+
+
+def test_every_page_links_to_the_same_page_in_the_other_language(site):
+    for page in toc_pages():
+        for edition, other in (("", "zh/"), ("zh/", "")):
+            path = site / f"{edition}{page}.html"
+            html = path.read_text(encoding="utf-8")
+            href = re.search(r'<nav class="language-switch"[^>]*><a href="([^"]+)"', html)
+            assert href, f"{edition}{page}: no language switch"
+            assert (path.parent / href.group(1)).resolve() == (site / f"{other}{page}.html").resolve(), \
+                (edition, page, href.group(1))
+
+
+def test_the_chinese_site_hands_out_the_chinese_colab_edition(site):
+    for page in [p for p in toc_pages() if p.startswith("notebooks/")]:
+        name = page.split("/")[-1]
+        html = (site / "zh" / f"{page}.html").read_text(encoding="utf-8")
+        assert f"/colab/zh/{name}.ipynb" in html, f"{page}: the Colab button is not the Chinese edition"
+        downloaded = site / "zh" / "_sources" / f"{page}.ipynb"
+        assert downloaded.read_bytes() == (ROOT / "colab" / "zh" / f"{name}.ipynb").read_bytes(), page
+
+
+def test_the_chinese_search_index_splits_chinese_words(site):
+    """Sphinx's Chinese search splits text with jieba: the word 张量 (tensor) is an index term that
+    leads to chapter 1 (without jieba whole runs of characters would be one term)."""
+    import json
+    text = (site / "zh" / "searchindex.js").read_text(encoding="utf-8")
+    index = json.loads(text[text.index("(") + 1:text.rindex(")")])
+    pages = index["terms"].get("张量")
+    assert pages is not None, "张量 is not a search term"
+    pages = pages if isinstance(pages, list) else [pages]
+    assert index["docnames"].index("notebooks/01_tensors") in pages

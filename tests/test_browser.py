@@ -24,6 +24,9 @@ AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"  # package.json pins it;
 
 
 CHAPTERS = [str(p.relative_to(ROOT).with_suffix("")) for p in course.chapters()]
+# every page in both editions: the English site and the Chinese one below zh/
+PAGES = toc_pages() + [f"zh/{page}" for page in toc_pages()]
+CJK = re.compile(r"[\u3400-\u9fff]")
 pytestmark = [pytest.mark.slow, pytest.mark.browser, pytest.mark.timeout(900)]
 
 
@@ -66,7 +69,7 @@ class Visit:
         self.page.evaluate("() => MathJax.startup.promise")
 
 
-@pytest.mark.parametrize("page", toc_pages())
+@pytest.mark.parametrize("page", PAGES)
 def test_page_loads_cleanly_with_images_and_rendered_math(browser, served, page):
     visit = Visit(browser, f"{served}/{page}.html")
     assert visit.response.status == 200
@@ -85,24 +88,25 @@ def test_page_loads_cleanly_with_images_and_rendered_math(browser, served, page)
     assert all(w for _, w in widths), f"images that did not load: {[s for s, w in widths if not w]}"
     outputs = pg.locator(".cell_output").all_inner_texts()
     assert not [o for o in outputs if "Traceback (most recent call last)" in o], "a stored output is a traceback"
-    if not page.startswith("notebooks/"):  # chapters are photographed with their solutions opened, below
+    if "notebooks/" not in page:  # chapters are photographed with their solutions opened, below
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(SCREENSHOTS / f"{Path(page).name}.png"), full_page=True)
+        pg.screenshot(path=str(SCREENSHOTS / f"{page.replace('/', '_')}.png"), full_page=True)
     assert not visit.problems, "\n".join(visit.problems)
     pg.close()
 
 
-@pytest.mark.parametrize("page", CHAPTERS)
+@pytest.mark.parametrize("page", CHAPTERS + [f"zh/{c}" for c in CHAPTERS])
 def test_chapter_shows_outputs_figures_colab_button_and_hidden_solutions(browser, served, page):
     visit = Visit(browser, f"{served}/{page}.html")
     pg = visit.page
     assert pg.locator(".cell_output").count() >= 5, "the chapter's stored outputs are not on the page"
-    source = (ROOT / f"{page}.ipynb").read_text()
+    source = (ROOT / f"{page.removeprefix('zh/')}.ipynb").read_text()
     if '"image/png"' in source:  # a chapter with figures (chapter 10 has none) shows them
         assert pg.locator(".cell_output img").count() >= 1, "the chapter's figures are not on the page"
     colab = pg.locator("a[href*='colab.research.google.com']").first.get_attribute("href")
     # Colab opens the Colab edition (colab/, plain Markdown), not the MyST source in notebooks/
-    assert colab.endswith(f"/blob/main/colab/{Path(page).name}.ipynb"), colab
+    edition = "zh/" if page.startswith("zh/") else ""  # the Chinese site opens the Chinese edition
+    assert colab.endswith(f"/blob/main/colab/{edition}{Path(page).name}.ipynb"), colab
     # Solutions are collapsed dropdowns: the title shows, the body does not until clicked.
     solutions = pg.locator("div.solution.dropdown")
     assert solutions.count() >= 2
@@ -111,7 +115,7 @@ def test_chapter_shows_outputs_figures_colab_button_and_hidden_solutions(browser
     solutions.first.locator(".admonition-title").click()
     first_body.wait_for(state="visible")
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(SCREENSHOTS / f"{Path(page).name}.png"), full_page=True)
+    pg.screenshot(path=str(SCREENSHOTS / f"{page.replace('/', '_')}.png"), full_page=True)
     assert not visit.problems, "\n".join(visit.problems)
     pg.close()
 
@@ -141,17 +145,66 @@ def test_search_finds_a_chapter(browser, served):
     pg.close()
 
 
+@pytest.mark.parametrize("page", toc_pages())
+def test_the_language_switch_leads_to_the_same_page_both_ways(browser, served, page):
+    visit = Visit(browser, f"{served}/{page}.html")
+    pg = visit.page
+    pg.locator("nav.language-switch a").click()
+    pg.wait_for_load_state("load")
+    assert pg.url == f"{served}/zh/{page}.html", pg.url
+    assert pg.evaluate("() => document.documentElement.lang") == "zh-CN"
+    assert CJK.search(pg.locator("h1").first.inner_text()), "the Chinese page's title is not Chinese"
+    pg.locator("nav.language-switch a").click()
+    pg.wait_for_load_state("load")
+    assert pg.url == f"{served}/{page}.html", pg.url
+    assert pg.evaluate("() => document.documentElement.lang") == "en"
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+def test_chinese_search_finds_chapter_one(browser, served):
+    """Searching 张量 (tensor) on the Chinese site finds chapter 1 (jieba splits the index into words)."""
+    visit = Visit(browser, f"{served}/zh/search.html?q=张量")
+    pg = visit.page
+    pg.wait_for_selector("#search-results ul.search li", timeout=15000)
+    hits = pg.locator("#search-results ul.search li a").all_inner_texts()
+    links = pg.eval_on_selector_all("#search-results ul.search li a", "as => as.map(a => a.href)")
+    assert any(link.split("?")[0].endswith("/zh/notebooks/01_tensors.html") for link in links), (hits, links)
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
+def test_chinese_text_renders_with_a_cjk_font(browser, served):
+    """The glyphs of Chinese text come from a font that has them (Debian's fonts-noto-cjk here), not from
+    a fallback box: Chromium reports the platform font it used for the title's text."""
+    visit = Visit(browser, f"{served}/zh/notebooks/01_tensors.html")
+    pg = visit.page
+    cdp = browser.new_cdp_session(pg)
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "h1"})["nodeId"]
+    cdp.send("CSS.enable")
+    fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
+    cjk = [f for f in fonts if re.search(r"CJK|Han|Hei|Song|Ming|WenQuanYi|Droid Sans Fallback", f["familyName"])]
+    assert cjk and sum(f["glyphCount"] for f in cjk) >= 2, f"no CJK font drew the Chinese title: {fonts}"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    pg.screenshot(path=str(SCREENSHOTS / "zh_cjk_title.png"))
+    assert not visit.problems, "\n".join(visit.problems)
+    pg.close()
+
+
 PATH_LIKE = re.compile(r"(^|/)_images/|\.(png|jpe?g|svg|gif)$|^[0-9a-f]{16,}$", re.I)
 
 
-@pytest.mark.parametrize("page", toc_pages())
+@pytest.mark.parametrize("page", PAGES)
 def test_page_fits_a_desktop_and_a_phone_and_describes_its_figures(browser, served, page):
     """Figures have alternative text that says what they show; at 1,440 px no code block scrolls
     sideways (88-character lines fit); at 390 px (a phone) the page itself never scrolls sideways."""
     visit = Visit(browser, f"{served}/{page}.html")
     pg = visit.page
     alts = pg.eval_on_selector_all("article img", "imgs => imgs.map(i => i.getAttribute('alt') || '')")
-    bad = [a for a in alts if len(a.split()) < 4 or PATH_LIKE.search(a.strip())]
+    bad = [a for a in alts if (len(a.split()) < 4 and len(CJK.findall(a)) < 6) or PATH_LIKE.search(a.strip())]
+    if page.startswith("zh/"):
+        bad += [a for a in alts if not CJK.search(a) and "logo" not in a]
     assert not bad, f"{len(bad)} of {len(alts)} figures lack a description (alt text {bad[:3]!r}); " \
                     "set the cell's metadata mystnb.image.alt (CONTRIBUTING.md)"
     pg.set_viewport_size({"width": 1440, "height": 900})
@@ -177,7 +230,7 @@ AXE_RUN = """async () => {
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-@pytest.mark.parametrize("page", toc_pages())
+@pytest.mark.parametrize("page", PAGES)
 def test_page_has_no_accessibility_violations(browser, served, page, theme):
     """axe-core (WCAG 2 A and AA rules: contrast, names, landmarks, alt text...) finds nothing, in the
     theme's light and dark modes, once math has rendered."""

@@ -74,11 +74,13 @@ def test_the_colab_edition_is_up_to_date():
     assert proc.returncode == 0, proc.stderr
 
 
+@pytest.mark.parametrize("edition", ["", "zh"])
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
-def test_colab_notebook_renders_with_plain_jupyter_markdown(path):
+def test_colab_notebook_renders_with_plain_jupyter_markdown(path, edition):
     """nbconvert's own Markdown renderer (what plain Jupyter shows) finds no directive syntax, and every
-    solution is collapsed: text in <details>, executed code in Colab's form view."""
-    colab = ROOT / "colab" / path.name
+    solution is collapsed: text in <details>, executed code in Colab's form view. The same for the
+    Chinese edition (colab/zh/)."""
+    colab = ROOT / "colab" / edition / path.name
     nb = nbformat.reads(colab.read_text(encoding="utf-8"), as_version=4)
     html = [markdown2html_mistune(c.source) for c in nb.cells if c.cell_type == "markdown"]
     body = "\n".join(html)
@@ -88,7 +90,9 @@ def test_colab_notebook_renders_with_plain_jupyter_markdown(path):
     source = json.loads(path.read_text(encoding="utf-8"))
     exercises = sum(editions.source(c).count("{exercise}") for c in source["cells"] if c["cell_type"] == "markdown")
     assert body.count("<details>") >= exercises, "every solution is collapsed in a <details> block"
-    gated = [c for c in nb.cells if c.cell_type == "code" and "#@title Solution" in c.source]
+    gated = [c for c in nb.cells if c.cell_type == "code"
+             and ("#@title Solution" in c.source or re.match(r"#@title 练习 \S+的参考答案", c.source))]
+    assert gated or not any("{solution-start}" in editions.source(c) for c in source["cells"])
     assert all(c.metadata.get("cellView") == "form" and c.metadata["jupyter"]["source_hidden"] for c in gated)
 
 

@@ -21,19 +21,27 @@ def _rewrite(buttons: list, old: str, new: str) -> None:
             _rewrite(button.get("buttons", []), old, new)
 
 
+def _edition(app) -> str:
+    """The folder of this site's language below colab/ and assignments/: "" (English) or "zh/"."""
+    language = app.config.language or "en"
+    return "" if language == "en" else language.split("_")[0] + "/"
+
+
 def _launch_colab_edition(app, pagename, templatename, context, doctree):
     if pagename.startswith("notebooks/") and "header_buttons" in context:
-        _rewrite(context["header_buttons"], "/notebooks/", "/colab/")
+        _rewrite(context["header_buttons"], "/notebooks/", f"/colab/{_edition(app)}")
 
 
 def _offer_assignment(app, pagename, templatename, context, doctree):
     if not pagename.startswith("notebooks/") or "header_buttons" not in context:
         return
     name = pagename.split("/")[-1] + ".ipynb"
-    if not (Path(app.srcdir) / "assignments" / name).exists():
+    if not (Path(app.srcdir) / "assignments" / _edition(app) / name).exists():
         return
-    button = {"type": "link", "text": "assignment .ipynb", "icon": "fas fa-file-code",
-              "tooltip": "Download this chapter's graded assignment (student notebook)",
+    zh = _edition(app) == "zh/"
+    button = {"type": "link", "text": "作业 .ipynb" if zh else "assignment .ipynb", "icon": "fas fa-file-code",
+              "tooltip": "下载本章的评分作业（学生版笔记本）" if zh else
+                         "Download this chapter's graded assignment (student notebook)",
               "label": "download-assignment-button",
               "url": context["pathto"](f"_downloads/assignments/{name}", 1)}
     for group in context["header_buttons"]:
@@ -49,13 +57,13 @@ def _offer_assignment(app, pagename, templatename, context, doctree):
 def _download_colab_edition(app, exception):
     if exception is not None or app.builder.name != "html":
         return
-    assignments = Path(app.srcdir) / "assignments"
+    assignments = Path(app.srcdir) / "assignments" / _edition(app)
     if assignments.is_dir():
         target = Path(app.outdir) / "_downloads" / "assignments"
         target.mkdir(parents=True, exist_ok=True)
         for notebook in assignments.glob("*.ipynb"):
             shutil.copyfile(notebook, target / notebook.name)
-    colab = Path(app.srcdir) / "colab"
+    colab = Path(app.srcdir) / "colab" / _edition(app)
     sources = Path(app.outdir) / "_sources" / "notebooks"
     if not (colab.is_dir() and sources.is_dir()):
         return
