@@ -29,6 +29,7 @@ config["html"]["use_repository_button"] = False
 config["html"]["use_issues_button"] = False
 sphinx_config = config["sphinx"]["config"]
 sphinx_config["html_copy_source"] = False
+sphinx_config["language_switch"] = False  # English only: no Chinese edition next to it
 sphinx_config["html_theme_options"] = {"use_download_button": False}
 yaml.safe_dump(config, open(sys.argv[1], "w"), sort_keys=False)
 PY

@@ -50,6 +50,7 @@ def zh_config(out: Path = ROOT / "_build" / "_config.zh.yml") -> Path:
         raise SystemExit("_config.yml has no 'sphinx: config:' block to add the language to")
     text = text.replace(marker, marker + f"    language: {LANG}\n    html_search_language: zh\n", 1)
     text = text.replace("title: Hands-on PyTorch", "title: 动手学 PyTorch（Hands-on PyTorch）", 1)
+    text = text.replace("author: The Hands-on PyTorch course team", "author: 动手学 PyTorch 课程团队", 1)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     return out
@@ -247,10 +248,10 @@ def stats() -> None:
 
 # ------------------------------------------------------------------------------------------- notebooks
 def load_catalog(notebook: Path) -> dict[str, str]:
-    """msgid → msgstr of a notebook's or page's catalog (translated messages only)."""
+    """msgid → msgstr of a notebook's or page's catalog; "" for a message untranslated or fuzzy."""
     po = PO_DIR / notebook.relative_to(ROOT).with_suffix(".po")
     with po.open("rb") as f:
-        return {m.id: m.string for m in read_po(f) if m.id and m.string and not m.fuzzy}
+        return {m.id: ("" if m.fuzzy else m.string) for m in read_po(f) if m.id}
 
 
 def _loose(msgid: str) -> re.Pattern:
@@ -263,6 +264,8 @@ def translate_notebook(nb: dict, notebook: Path) -> dict:
     (and code comments, outputs, figures) unchanged. Every message must be found and translated."""
     import copy
     table = load_catalog(notebook)
+    untranslated = [k for k, v in table.items() if not v]
+    table = {k: v for k, v in table.items() if v}
     nb = copy.deepcopy(nb)
     same = {k for k, v in table.items() if k == v}  # code, names, formulas: nothing to replace
     missing, used = [], set(same)
@@ -279,7 +282,7 @@ def translate_notebook(nb: dict, notebook: Path) -> dict:
         text = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
         out = _translate_markdown(text, {k: v for k, v in table.items() if k not in same}, used)
         cell["source"] = out.splitlines(keepends=True)
-    missing += [k for k in table if k not in used]
+    missing += untranslated + [k for k in table if k not in used]
     if missing:
         raise SystemExit(f"{notebook.relative_to(ROOT)}: {len(missing)} messages are untranslated or not found "
                          f"in the notebook, e.g. {missing[0][:80]!r}; run scripts/i18n.py extract, then "

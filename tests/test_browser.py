@@ -176,16 +176,21 @@ def test_chinese_search_finds_chapter_one(browser, served):
 
 def test_chinese_text_renders_with_a_cjk_font(browser, served):
     """The glyphs of Chinese text come from a font that has them (Debian's fonts-noto-cjk here), not from
-    a fallback box: Chromium reports the platform font it used for the title's text."""
+    a fallback box: Chromium reports the platform fonts it used for a Chinese paragraph's text."""
     visit = Visit(browser, f"{served}/zh/notebooks/01_tensors.html")
     pg = visit.page
+    # the first paragraph of the article whose own text is Chinese
+    assert pg.evaluate("() => { const p = [...document.querySelectorAll('article p')].find("
+                       "e => /[\\u4e00-\\u9fff]/.test(e.firstChild && e.firstChild.textContent || ''));"
+                       " if (p) p.id = 'cjk-probe'; return !!p; }"), "no Chinese paragraph on the page"
     cdp = browser.new_cdp_session(pg)
-    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
-    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "h1"})["nodeId"]
+    cdp.send("DOM.enable")
     cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument", {"depth": -1})["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": "#cjk-probe"})["nodeId"]
     fonts = cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"]
     cjk = [f for f in fonts if re.search(r"CJK|Han|Hei|Song|Ming|WenQuanYi|Droid Sans Fallback", f["familyName"])]
-    assert cjk and sum(f["glyphCount"] for f in cjk) >= 2, f"no CJK font drew the Chinese title: {fonts}"
+    assert cjk and sum(f["glyphCount"] for f in cjk) >= 2, f"no CJK font drew the Chinese text: {fonts}"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SCREENSHOTS / "zh_cjk_title.png"))
     assert not visit.problems, "\n".join(visit.problems)

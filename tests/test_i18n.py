@@ -104,7 +104,7 @@ def test_translating_a_notebook_without_its_translation_fails(monkeypatch):
     path = chapters()[0]
     table = i18n.load_catalog(path)
     dropped = next(k for k in table if len(k) > 40)
-    monkeypatch.setattr(i18n, "load_catalog", lambda p: {k: v for k, v in table.items() if k != dropped})
+    monkeypatch.setattr(i18n, "load_catalog", lambda p: {**table, dropped: ""})
     with pytest.raises(SystemExit, match="untranslated or not found"):
         i18n.translate_notebook(json.loads(path.read_text(encoding="utf-8")), path)
 
@@ -129,3 +129,25 @@ def test_the_chinese_colab_edition_is_chinese(path):
     if "{exercise}" in path.read_text(encoding="utf-8"):
         assert "**练习 " in text and "<summary>参考答案</summary>" in text or "的参考答案" in text
     assert "**Exercise " not in text and "<summary>Solution" not in text
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "assignments").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_a_chinese_assignment_is_graded_like_the_english_one(path):
+    """assignments/zh/: the same cells in the same order with the same metadata (the question each graded
+    cell answers) and the same code, and the same version stamp, so one grading bundle grades a
+    submission in either language; only Markdown differs, and it is Chinese."""
+    en = json.loads(path.read_text(encoding="utf-8"))
+    zh = json.loads((ROOT / "assignments" / "zh" / path.name).read_text(encoding="utf-8"))
+    assert zh["metadata"]["course_assignment"] == en["metadata"]["course_assignment"]
+    assert [c["cell_type"] for c in zh["cells"]] == [c["cell_type"] for c in en["cells"]]
+    def without_alt(metadata):  # a figure's description is prose: translated
+        metadata = json.loads(json.dumps(metadata))
+        metadata.get("mystnb", {}).get("image", {}).pop("alt", None)
+        return metadata
+
+    for e, z in zip(en["cells"], zh["cells"]):
+        assert without_alt(z["metadata"]) == without_alt(e["metadata"])
+        if e["cell_type"] == "code":
+            assert z["source"] == e["source"] or z["source"][1:] == e["source"][1:]  # a form title may differ
+    notes = [c for c in zh["cells"] if c["cell_type"] == "markdown" and "grade-note" in c.get("id", "")]
+    assert notes and all("评分" in "".join(c["source"]) for c in notes)

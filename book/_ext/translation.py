@@ -4,9 +4,12 @@ The English site is built into `_build/html/`, the Chinese one (Sphinx `language
 `locale/zh_CN/LC_MESSAGES/`, see scripts/i18n.py) into `_build/html/zh/`, page for page.
 
 - Sphinx translates paragraphs and headings, but not a notebook's `#` title (myst-nb makes it the
-  document title before the translation runs) nor a figure's alternative text (cell metadata
-  `mystnb.image.alt`): this applies the page's catalog to both, after Sphinx's own pass.
+  document title before the translation runs), a figure's alternative text (cell metadata
+  `mystnb.image.alt`) nor the captions of the table of contents (sphinx-external-toc adds the
+  toctrees after the translation): this applies the page's catalog to them, after Sphinx's own pass.
 - Each page gets a link to the same page in the other language (and `<link rel="alternate">`).
+- The theme's words that have no Chinese in its catalogs (tooltips, screen-reader labels) are
+  replaced in the Chinese pages after the build (`UI`).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import html
 from os import path
 
 from docutils import nodes
+from sphinx import addnodes
 from sphinx.locale import init as init_locale
 from sphinx.transforms import SphinxTransform
 from sphinx.util.i18n import docname_to_domain
@@ -27,9 +31,10 @@ def _is_translated(config) -> bool:
 
 
 class TranslateLeftovers(SphinxTransform):
-    """Titles and figure descriptions that Sphinx's Locale transform (priority 20) did not translate."""
+    """Titles, figure descriptions and the table of contents' captions that Sphinx's Locale transform
+    (priority 20) did not translate; after sphinx-external-toc inserts the toctrees (priority 100)."""
 
-    default_priority = 25
+    default_priority = 105
 
     def apply(self, **kwargs) -> None:
         if not _is_translated(self.config):
@@ -43,6 +48,9 @@ class TranslateLeftovers(SphinxTransform):
             alt = image.get("alt")
             if alt:
                 image["alt"] = catalog.gettext(alt)
+        for toctree in self.document.findall(addnodes.toctree):
+            if toctree.get("caption"):
+                toctree["caption"] = catalog.gettext(toctree["caption"])
         for title in self.document.findall(nodes.title):
             text = title.astext()
             translated = catalog.gettext(text)
@@ -56,6 +64,8 @@ def _edition(config) -> str:
 
 def _switch(app, pagename, templatename, context, doctree):
     """A link to this page in the other edition: `zh/` below the English site, `..` above the Chinese."""
+    if not app.config.language_switch:
+        return
     up = "../" * pagename.count("/")
     if _edition(app.config) == "en":
         href = f"{up}zh/{pagename}.html"
@@ -83,14 +93,52 @@ def _add_css(app):
     return static
 
 
+# The theme's own words that its Chinese catalogs lack or that its templates hard-code in English
+# (tooltips, labels for screen readers, the search box): replaced in the Chinese site's pages.
+UI = {
+    "Toggle primary sidebar": "显示或隐藏目录侧边栏", "Toggle secondary sidebar": "显示或隐藏本页目录",
+    "System Settings": "跟随系统设置", "Color mode": "颜色模式", "Search this book...": "搜索本书……",
+    "Launch interactive content": "启动交互式环境", "Source repositories": "源码库", "Repository": "源码库",
+    "Source repository": "源码库", "Open issue": "提交问题", "Link to this heading": "链接到本标题",
+    "Launch on Binder": "在 Binder 中打开", "Launch on Colab": "在 Colab 中打开", "Main": "主导航",
+    "Page": "本页", "Binder logo": "Binder 标志", "Colab logo": "Colab 标志", "Skip to main content": "跳到正文",
+    "Back to top": "回到顶部", "Section Navigation": "本节导航", "Site navigation": "网站导航",
+    "Download this page": "下载本页", "Fullscreen mode": "全屏模式", "Contents": "目录",
+}
+
+
+def _localise_ui(outdir: str) -> None:
+    import os
+    import re
+
+    words = "|".join(re.escape(w) for w in sorted(UI, key=len, reverse=True))
+    attribute = re.compile(rf'((?:title|aria-label|placeholder|data-bs-title|alt)=")({words})(")')
+    text = re.compile(rf"(>\s*)({words})(\s*<)")
+    for folder, _, files in os.walk(outdir):
+        for name in files:
+            if name.endswith(".html"):
+                page = path.join(folder, name)
+                with open(page, encoding="utf-8") as f:
+                    before = f.read()
+                after = text.sub(lambda m: m.group(1) + UI[m.group(2)] + m.group(3),
+                                 attribute.sub(lambda m: m.group(1) + UI[m.group(2)] + m.group(3), before))
+                if after != before:
+                    with open(page, "w", encoding="utf-8") as f:
+                        f.write(after)
+
+
 def _write_css(app, exception):
     if exception is None and app.builder.format == "html":
         static = path.join(app.outdir, "_static")
         with open(path.join(static, "language-switch.css"), "w", encoding="utf-8") as f:
             f.write(CSS)
+        if _is_translated(app.config):
+            _localise_ui(app.outdir)
 
 
 def setup(app):
+    # False for a site built without its other edition (the student edition, English only)
+    app.add_config_value("language_switch", True, "html")
     app.add_transform(TranslateLeftovers)
     app.connect("html-page-context", _switch, priority=700)
     app.connect("builder-inited", _add_css)
