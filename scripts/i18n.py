@@ -138,6 +138,7 @@ ROLE = re.compile(r"\{[a-z:-]+\}`[^`]*`")
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 HTML_TAG = re.compile(r"</?[a-zA-Z][^>\n]*>")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
+MONTH = re.compile(r"(?<!\d)(?:1[0-2]|[1-9])\s*月")
 ASCII_PUNCT_IN_EMPHASIS = re.compile(r"\*\*[^*\s][^*]*?\*\*")
 UNTOUCHED = ("alt text of a figure",)
 
@@ -153,6 +154,7 @@ def protected(text: str) -> dict[str, list[str]]:
     found["link target"] = sorted(LINK_TARGET.findall(rest))
     found["HTML tag"] = sorted(HTML_TAG.findall(rest))
     rest = LINK_TARGET.sub(" ", HTML_TAG.sub(" ", rest))
+    rest = MONTH.sub(" ", rest)  # "2026 年 12 月": Chinese writes the month as a number
     found["number"] = sorted(n.replace(",", "") for n in NUMBER.findall(rest))
     return found
 
