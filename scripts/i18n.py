@@ -194,8 +194,9 @@ def message_problems(msgid: str, msgstr: str) -> list[str]:
     want, got = protected(msgid), protected(msgstr)
     for kind in want:
         if want[kind] != got[kind]:
-            missing = [x for x in want[kind] if x not in got[kind]]
-            extra = [x for x in got[kind] if x not in want[kind]]
+            from collections import Counter
+            missing = sorted((Counter(want[kind]) - Counter(got[kind])).elements())
+            extra = sorted((Counter(got[kind]) - Counter(want[kind])).elements())
             problems.append(f"{kind} changed: missing {missing}, extra {extra}")
     problems += emphasis_problems(msgstr)
     if msgid.count("**") != msgstr.count("**"):
