@@ -139,6 +139,8 @@ LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 HTML_TAG = re.compile(r"</?[a-zA-Z][^>\n]*>")
 NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*")
 MONTH = re.compile(r"(?<!\d)(?:1[0-2]|[1-9])\s*月")
+SCALE = {"million": 10**6, "billion": 10**9, "万": 10**4, "亿": 10**8}
+SCALED = re.compile(r"(?<![\w.])(\d+(?:\.\d+)?)\s*(million|billion|万|亿)")
 ASCII_PUNCT_IN_EMPHASIS = re.compile(r"\*\*[^*\s][^*]*?\*\*")
 UNTOUCHED = ("alt text of a figure",)
 
@@ -155,6 +157,8 @@ def protected(text: str) -> dict[str, list[str]]:
     found["HTML tag"] = sorted(HTML_TAG.findall(rest))
     rest = LINK_TARGET.sub(" ", HTML_TAG.sub(" ", rest))
     rest = MONTH.sub(" ", rest)  # "2026 年 12 月": Chinese writes the month as a number
+    # "1.2 million" and "120 万" are the same number: compare the values
+    rest = SCALED.sub(lambda m: " %d " % round(float(m.group(1)) * SCALE[m.group(2)]), rest)
     found["number"] = sorted(n.replace(",", "") for n in NUMBER.findall(rest))
     return found
 
