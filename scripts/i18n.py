@@ -144,7 +144,7 @@ NUMBER_WORDS = {w: n for n, ws in enumerate([
     ("five", "fives"), ("six", "sixes"), ("seven", "sevens"), ("eight", "eights"), ("nine", "nines"),
     ("ten", "tens")]) for w in ws}
 SCALE = {"million": 10**6, "billion": 10**9, "万": 10**4, "亿": 10**8}
-SCALED = re.compile(r"(?<![A-Za-z0-9_.])(\d+(?:\.\d+)?)\s*(million|billion|万|亿)")
+SCALED = re.compile(r"(?<![A-Za-z0-9_.,])(\d+(?:,\d{3})*(?:\.\d+)?)\s*(million|billion|万|亿)")
 ASCII_PUNCT_IN_EMPHASIS = re.compile(r"\*\*[^*\s][^*]*?\*\*")
 UNTOUCHED = ("alt text of a figure",)
 
@@ -162,7 +162,7 @@ def protected(text: str) -> dict[str, list[str]]:
     rest = LINK_TARGET.sub(" ", HTML_TAG.sub(" ", rest))
     rest = MONTH.sub(" ", rest)  # "2026 年 12 月": Chinese writes the month as a number
     # "1.2 million" and "120 万" are the same number: compare the values
-    rest = SCALED.sub(lambda m: " %d " % round(float(m.group(1)) * SCALE[m.group(2)]), rest)
+    rest = SCALED.sub(lambda m: " %d " % round(float(m.group(1).replace(",", "")) * SCALE[m.group(2)]), rest)
     found["number"] = sorted(n.replace(",", "") for n in NUMBER.findall(rest))
     return found
 
