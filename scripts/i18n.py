@@ -135,6 +135,7 @@ def extract() -> None:
 INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.S)
 MATH = re.compile(r"\$\$.+?\$\$|\$[^$\n]+?\$", re.S)
 ROLE = re.compile(r"\{[a-z:-]+\}`[^`]*`")
+TITLED_ROLE = re.compile(r"^(\{[a-z:-]+\})`[^`<]*<([^`>]+)>`$")
 LINK_TARGET = re.compile(r"\]\(([^)\s]+)\)")
 HTML_TAG = re.compile(r"</?[a-zA-Z][^>\n]*>")
 NUMBER = re.compile(r"(?<![A-Za-z0-9_.])\d+(?:[.,]\d+)*")  # a number glued to Chinese counts too
@@ -155,7 +156,8 @@ def protected(text: str) -> dict[str, list[str]]:
     rest = text
     found = {}
     for name, pattern in (("role", ROLE), ("inline code", INLINE_CODE), ("math", MATH)):
-        found[name] = sorted(m.group(0) for m in pattern.finditer(rest))
+        # a role's target must survive; its title (`{ref}`section 4.2 <label>``) is prose, translated
+        found[name] = sorted(TITLED_ROLE.sub(r"\1`<\2>`", m.group(0)) for m in pattern.finditer(rest))
         rest = pattern.sub(" ", rest)
     found["link target"] = sorted(LINK_TARGET.findall(rest))
     found["HTML tag"] = sorted(HTML_TAG.findall(rest))

@@ -55,7 +55,8 @@ class TranslateLeftovers(SphinxTransform):
             text = title.astext()
             translated = catalog.gettext(text)
             if translated != text and not (MARKUP & set(translated)):
-                title.children = [nodes.Text(translated)]
+                title.clear()  # (not `children = [...]`: the new node must know its parent)
+                title += nodes.Text(translated)
 
 
 def _edition(config) -> str:
