@@ -9,6 +9,7 @@ import json
 import os
 import platform
 import re
+import signal
 import subprocess
 import sys
 import venv
@@ -33,29 +34,35 @@ pytestmark = [pytest.mark.slow, pytest.mark.other_machines]
 OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE",
              "OMP_NUM_THREADS": "1"}
 KERNELS = """
-import hashlib, torch
-g = torch.Generator().manual_seed(0)
-a, b = torch.randn(300, 777, generator=g), torch.randn(777, 123, generator=g)
-torch.nn.functional.conv2d(torch.randn(8, 3, 28, 28, generator=g), torch.randn(8, 3, 3, 3, generator=g))
+import hashlib, numpy as np, torch
+rng = np.random.default_rng(0)    # numpy: ATEN_CPU_CAPABILITY changes torch.randn's own last bits
+a, b = (torch.from_numpy(rng.standard_normal(shape, dtype=np.float32)) for shape in ((300, 777), (777, 123)))
+torch.nn.functional.conv2d(torch.ones(8, 3, 28, 28), torch.ones(8, 3, 3, 3))
 print(torch.backends.cpu.get_cpu_capability(), hashlib.md5((a @ b).numpy().tobytes()).hexdigest())
 """
+
+
+def run_kernels(env):
+    """(ATen's capability, oneDNN's instruction set, a hash of an MKL matrix product) under ``env``,
+    on top of this environment without any of the OTHER_CPU settings."""
+    base = {k: v for k, v in os.environ.items() if k not in OTHER_CPU}
+    proc = subprocess.run([sys.executable, "-c", KERNELS], env={**base, **env, "ONEDNN_VERBOSE": "1"},
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    isa = re.search(r"onednn_verbose,.*isa:(.*)", proc.stdout)
+    capability, digest = proc.stdout.strip().splitlines()[-1].split()
+    return capability, isa and isa.group(1), digest
 
 
 @pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the settings are x86's")
 def test_the_other_cpu_settings_reach_aten_onednn_and_mkl():
     """The settings are not silently ignored: ATen reports no vector kernels, oneDNN runs SSE4.1, and
-    MKL's matrix product rounds differently from this machine's own."""
-    def run(env):
-        proc = subprocess.run([sys.executable, "-c", KERNELS], env={**os.environ, **env, "ONEDNN_VERBOSE": "1"},
-                              capture_output=True, text=True)
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        isa = re.search(r"onednn_verbose,.*isa:(.*)", proc.stdout)
-        capability, digest = proc.stdout.strip().splitlines()[-1].split()
-        return capability, isa and isa.group(1), digest
-    own = run({"OMP_NUM_THREADS": "1"})
-    other = run(OTHER_CPU)
+    MKL_CBWR on its own changes how MKL's matrix product rounds (same inputs, one thread)."""
+    other = run_kernels(OTHER_CPU)
     assert other[:2] == ("DEFAULT", "Intel SSE4.1"), other
-    assert other[2] != own[2], "MKL_CBWR=COMPATIBLE left the matrix product's rounding as it was"
+    own = run_kernels({"OMP_NUM_THREADS": "1"})
+    mkl_only = run_kernels({"OMP_NUM_THREADS": "1", "MKL_CBWR": OTHER_CPU["MKL_CBWR"]})
+    assert mkl_only[2] != own[2], "MKL_CBWR=COMPATIBLE left the matrix product's rounding as it was"
 
 
 @pytest.mark.skipif(os.environ.get("ATEN_CPU_CAPABILITY") == "default", reason="this run already is the other CPU")
@@ -67,19 +74,27 @@ def test_stored_outputs_hold_on_another_cpu_with_one_thread(tmp_path):
     temporary folders)."""
     settings = " ".join(f"{k}={v}" for k, v in OTHER_CPU.items())
     runs = []
-    for part in (NOTEBOOKS[0::2], NOTEBOOKS[1::2]):
-        log = (tmp_path / f"part{len(runs)}.log").open("w+")
-        proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-x", "--no-header", "-p", "no:cacheprovider",
-                                 *map(str, part)], cwd=ROOT, env={**os.environ, **OTHER_CPU},
-                                stdout=log, stderr=subprocess.STDOUT, text=True)
-        runs.append((part, proc, log))
-    for part, proc, log in runs:
-        proc.wait()
-        log.seek(0)
-        out = log.read()
-        names = ", ".join(p.stem for p in part)
-        assert proc.returncode == 0, f"nbval over {names} with {settings} failed:\n" + out[-6000:]
-        assert re.search(r"\d+ passed", out), out[-2000:]
+    try:
+        for n, part in enumerate((NOTEBOOKS[0::2], NOTEBOOKS[1::2])):
+            log = (tmp_path / f"part{n}.log").open("w+")
+            command = [sys.executable, "-m", "pytest", "-q", "-x", "--no-header", "-p", "no:cacheprovider"]
+            proc = subprocess.Popen([*command, *map(str, part)], cwd=ROOT, env={**os.environ, **OTHER_CPU},
+                                    stdout=log, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+            runs.append((part, proc, log))
+        failures = []
+        for part, proc, log in runs:
+            proc.wait()
+            log.seek(0)
+            out = log.read()
+            if proc.returncode != 0 or not re.search(r"\d+ passed", out):
+                failures.append(f"nbval over {', '.join(p.stem for p in part)} with {settings} failed:\n{out[-5000:]}")
+        assert not failures, "\n\n".join(failures)
+    finally:   # a timeout or an interrupt: no pytest process or kernel left running
+        for _, proc, log in runs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+            log.close()
 
 
 @pytest.fixture(scope="module")
