@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.other_machines]
 
 # Another kind of CPU, as far as one machine can play it: each library that picks its kernels by the
 # CPU is held to its plainest ones. ATen's vectorised ops without AVX2/AVX-512, oneDNN's convolutions
-# with SSE4.1 at most, MKL's matrix products on its conditional-numerical-reproducibility path (the
-# products of an AMD and an Intel CPU differ too), and one thread: sums then run in another order
+# with SSE4.1 at most, MKL's matrix products on its conditional-numerical-reproducibility path (MKL
+# also picks its kernels by the CPU), and one thread: sums then run in another order
 # and round differently, as on a CPU of another kind.
 OTHER_CPU = {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41", "MKL_CBWR": "COMPATIBLE",
              "OMP_NUM_THREADS": "1"}
